@@ -1,0 +1,79 @@
+"""Typed configuration of the datastore layer (composed into ``openscholar.settings.Settings``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+IndexKind = Literal["auto", "flat", "ivfpq", "hnsw"]
+
+SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
+
+
+class ChunkingConfig(BaseModel):
+    """How papers become passages (the reference: ~256 words, title-prefixed, last chunk kept)."""
+
+    words: int = Field(256, ge=16, description="Target passage length in whitespace words.")
+    min_last_words: int = Field(
+        1, ge=1, description="A trailing chunk shorter than this is dropped (1 keeps every chunk)."
+    )
+    title_prefix: bool = Field(True, description="Prefix each passage with its paper title when embedded.")
+
+
+class IVFPQConfig(BaseModel):
+    """IVF-PQ compressed index; the short list is re-scored exactly from stored vectors."""
+
+    nlist: int = Field(0, ge=0, description="Number of inverted lists; 0 picks ~4*sqrt(n).")
+    m: int = Field(48, ge=1, description="PQ sub-quantizers (bytes per vector at 8 bits).")
+    nbits: int = Field(8, ge=4, le=12, description="Bits per PQ sub-quantizer code.")
+    nprobe: int = Field(32, ge=1, description="Inverted lists visited per query.")
+    rescore: int = Field(
+        200, ge=0, description="Short-list size re-scored exactly from the fp16 vectors (0: no re-scoring)."
+    )
+
+
+class HNSWConfig(BaseModel):
+    """HNSW graph index over full-precision vectors."""
+
+    m: int = Field(32, ge=4, description="Graph degree.")
+    ef_construction: int = Field(200, ge=8, description="Candidate list size while building.")
+    ef_search: int = Field(128, ge=8, description="Candidate list size while searching.")
+
+
+class DatastoreConfig(BaseModel):
+    """Where the datastore lives and how it is built and searched."""
+
+    path: Path = Field(
+        Path("~/.cache/openscholar/datastore"),
+        description="Datastore directory used by search, ask, serve and worker.",
+    )
+    index: IndexKind = Field("auto", description="Vector index kind; auto picks by passage count.")
+    shard_size: int = Field(50_000, ge=1, description="Passages per shard.")
+    batch_size: int = Field(64, ge=1, description="Passages embedded per batch while building.")
+    auto_flat_max: int = Field(
+        200_000, ge=0, description="With index=auto, shards up to this many passages use flat (exact)."
+    )
+    auto_hnsw_max: int = Field(
+        2_000_000, ge=0, description="With index=auto, larger shards up to this use HNSW, beyond it IVF-PQ."
+    )
+    strict: bool = Field(False, description="Fail a build on the first malformed source record.")
+    verify: Literal["fast", "full"] = Field(
+        "fast", description="Verification when opening: fast (sizes and counts) or full (checksums too)."
+    )
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    ivfpq: IVFPQConfig = Field(default_factory=IVFPQConfig)
+    hnsw: HNSWConfig = Field(default_factory=HNSWConfig)
+
+
+class CorpusConfig(BaseModel):
+    """The default corpus: BEIR SciFact plus the ScholarQABench dev contexts when present."""
+
+    scifact_dir: Path | None = Field(
+        None, description="Local BEIR SciFact directory (corpus.jsonl); used when it exists."
+    )
+    scifact_url: str = Field(SCIFACT_URL, description="Public URL of BEIR SciFact, downloaded when no local copy exists.")
+    scholarqabench_dir: Path | None = Field(
+        None, description="Local ScholarQABench data directory whose contexts join the default datastore."
+    )

