@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -21,6 +22,32 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(datastore_cmd.app, name="datastore")
 app.command("search")(search_cmd.search)
+
+# Command groups that several modules add commands to.
+GROUPS: dict[str, typer.Typer] = {
+    "train": typer.Typer(help="Train the models that no package ships (reranker, support judge).", no_args_is_help=True),
+    "eval": typer.Typer(help="Evaluate retrieval (BEIR) and answers (ScholarQABench).", no_args_is_help=True),
+}
+for _name, _group in GROUPS.items():
+    app.add_typer(_group, name=_name)
+
+# Each module exposes ``register(app, groups)`` and adds its own commands; one file per feature,
+# so features are added without editing this file.
+COMMAND_MODULES = (
+    "openscholar.commands.beir_cmd",
+    "openscholar.commands.train_reranker_cmd",
+    "openscholar.commands.ask_cmd",
+    "openscholar.commands.train_judge_cmd",
+    "openscholar.commands.router_cmd",
+    "openscholar.commands.serve_cmd",
+    "openscholar.commands.sqa_cmd",
+)
+for _module in COMMAND_MODULES:
+    try:
+        importlib.import_module(_module).register(app, GROUPS)
+    except ModuleNotFoundError as _exc:
+        if _exc.name != _module:
+            raise
 
 
 @app.callback()

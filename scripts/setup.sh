@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with its test tools. torch is installed first and pinned:
+# an unpinned torch pulls a multi-GB CUDA build. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+PIP=".venv/bin/pip --disable-pip-version-check -q"
+stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  $PIP install --upgrade pip 2>&1 | grep -v "is ignored" || true
+  $PIP install torch==2.13.0 2>&1 | grep -v "is ignored" || true
+  $PIP install -e ".[dev,lucene]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import torch, faiss, sentence_transformers, openscholar" >/dev/null
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
