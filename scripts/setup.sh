@@ -12,7 +12,7 @@ stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -
 if [ ! -f "$stamp" ]; then
   $PIP install --upgrade pip 2>&1 | grep -v "is ignored" || true
   $PIP install torch==2.13.0 2>&1 | grep -v "is ignored" || true
-  $PIP install -e ".[dev,lucene]" 2>&1 | grep -v "is ignored" || true
+  $PIP install -e ".[dev]" 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import torch, faiss, sentence_transformers, openscholar" >/dev/null
   rm -f .venv/.installed-* && touch "$stamp"
 fi
