@@ -108,6 +108,7 @@ class ServiceConfig(BaseModel):
         900.0, gt=0, description="Redis broker: a job taken by a worker that vanished is redelivered after this."
     )
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `openscholar worker` (each loads models).")
+    queue: str = Field("openscholar", description="Celery queue the API sends jobs to and workers take them from.")
 
 
 class EvalConfig(BaseModel):

@@ -1,0 +1,146 @@
+"""The Celery app: Redis broker and result store in production, an embedded SQLite transport otherwise.
+
+``configure(settings)`` is called once per process (API or ``openscholar worker``) before any task is
+sent or run. Tasks are acknowledged late and requeued when their worker dies; prefetch is one job
+per process so an idle worker is never starved by a busy one. Each worker process builds its
+``Engine`` once, when it starts (``worker_process_init``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from api.jobs import JobStore, RedisJobStore, SQLiteJobStore
+from openscholar.settings import Settings
+
+log = logging.getLogger(__name__)
+
+celery = Celery("openscholar", include=["api.tasks"])
+
+_settings: Settings | None = None
+_store: JobStore | None = None
+_engine: Any = None
+
+
+def embedded_dir(settings: Settings) -> Path:
+    path = settings.cache_path / "service"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def broker_url(settings: Settings) -> str:
+    if settings.service.broker_url:
+        return settings.service.broker_url
+    return f"sqla+sqlite:///{embedded_dir(settings) / 'broker.sqlite'}"
+
+
+def result_backend(settings: Settings) -> str:
+    if settings.service.result_backend:
+        return settings.service.result_backend
+    if settings.service.broker_url and settings.service.broker_url.startswith(("redis://", "rediss://")):
+        return settings.service.broker_url
+    return f"db+sqlite:///{embedded_dir(settings) / 'results.sqlite'}"
+
+
+def is_embedded(settings: Settings) -> bool:
+    return not settings.service.broker_url
+
+
+def build_store(settings: Settings) -> JobStore:
+    """The job store: ``state_url`` or the Redis broker, else SQLite under cache_dir."""
+    url = settings.service.state_url or settings.service.broker_url or ""
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisJobStore(url, settings.service.job_ttl_s)
+    return SQLiteJobStore(embedded_dir(settings) / "jobs.sqlite", settings.service.job_ttl_s)
+
+
+def configure(settings: Settings) -> Celery:
+    """Point the Celery app and the job store at what ``settings`` name (idempotent)."""
+    global _settings, _store, _engine
+    svc = settings.service
+    broker = broker_url(settings)
+    if _settings is not None and broker_url(_settings) != broker:
+        celery.close()
+        celery._pool = None  # the connection pool is cached per app: drop the one for the old broker
+    transport_options: dict[str, Any] = {}
+    if broker.startswith(("redis://", "rediss://")):
+        transport_options = {
+            "visibility_timeout": svc.visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, int(svc.visibility_timeout_s / 4))),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 10,
+            "socket_connect_timeout": 3,
+            "health_check_interval": 10,
+        }
+    celery.conf.update(
+        broker_url=broker,
+        result_backend=result_backend(settings),
+        broker_transport_options=transport_options,
+        result_backend_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_soft_time_limit=svc.soft_time_limit_s,
+        task_time_limit=max(svc.hard_time_limit_s, svc.soft_time_limit_s + 1),
+        result_expires=svc.job_ttl_s,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=svc.worker_concurrency,
+        worker_hijack_root_logger=False,
+        task_default_queue=svc.queue,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1},
+        broker_pool_limit=32,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    if _store is not None:
+        _store.close()
+    _settings, _store, _engine = settings, build_store(settings), None
+    return celery
+
+
+def settings() -> Settings:
+    if _settings is None:
+        from openscholar.settings import load_settings
+
+        configure(load_settings())
+    assert _settings is not None
+    return _settings
+
+
+def store() -> JobStore:
+    if _store is None:
+        settings()
+    assert _store is not None
+    return _store
+
+
+def engine() -> Any:
+    """This process's Engine (built on first use; workers build it at process start)."""
+    global _engine
+    if _engine is None:
+        from openscholar.engine import Engine
+
+        _engine = Engine.from_settings(settings())
+    return _engine
+
+
+@worker_process_init.connect
+def _warm_worker(**_: Any) -> None:
+    """Each worker process: fresh connections (never share a forked socket), models loaded once."""
+    global _store
+    if _settings is not None:
+        _store = build_store(_settings)
+    try:
+        engine().warm_up()
+    except Exception:  # noqa: BLE001 - a broken model must not kill the pool; jobs report the error
+        log.exception("warming up the engine failed; jobs will retry loading it")

@@ -1,0 +1,215 @@
+"""The worker's task: answer one job's question, idempotently.
+
+A job's message may arrive more than once (its worker died, the broker redelivered it): a finished
+job is not run again, and a job whose lease another live worker holds is put back for later. Only
+retryable errors (LLM or store unreachable) are retried, with exponential backoff; the job keeps
+its state and step events in the job store so any API process can serve them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+
+from api import celery_app as rt
+from api.celery_app import celery
+from api.jobs import TERMINAL
+from datastore.errors import ScholarError
+
+log = logging.getLogger(__name__)
+
+ANSWER_TASK = "openscholar.answer"
+
+
+class _Heartbeat:
+    """Renews the job's lease while the job runs, so a dead worker's lease lapses quickly."""
+
+    def __init__(self, job_id: str, owner: str, lease_s: float) -> None:
+        self.job_id, self.owner, self.lease_s = job_id, owner, lease_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"lease-{job_id[:12]}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                rt.store().renew_lease(self.job_id, self.owner, self.lease_s)
+            except ScholarError:
+                pass  # store down: the lease may lapse; the job's result write waits for the store
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+
+
+def _wait_for_store(fn: Any, *args: Any, deadline_s: float = 120.0, **kwargs: Any) -> Any:
+    """Run a store write, waiting out a store restart (bounded), so a finished answer is not lost."""
+    start, delay = time.monotonic(), 0.25
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except ScholarError as exc:
+            if exc.kind != "unavailable" or time.monotonic() - start > deadline_s:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+class JobCancelled(Exception):
+    pass
+
+
+class AnswerTask(celery.Task):  # type: ignore[name-defined,misc]
+    """Records a job as failed when its task fails outside the task body (hard time limit)."""
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        _on_failure(exc, args, kwargs)
+
+
+@celery.task(bind=True, base=AnswerTask, name=ANSWER_TASK, acks_late=True, reject_on_worker_lost=True,
+             max_retries=None)
+def answer_job(self: Any, job_id: str) -> str:
+    """Answer job ``job_id`` and store the result; returns the job's final status."""
+    store, svc = rt.store(), rt.settings().service
+    job = store.get(job_id)
+    if job is None:
+        return "missing"  # expired or never stored: nothing to do
+    if job.status in TERMINAL:
+        return job.status  # a redelivered copy of a finished job
+    if job.cancel_requested:
+        store.update(job_id, status="cancelled", finished_at=time.time())
+        return "cancelled"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    if not store.acquire_lease(job_id, owner, svc.job_lease_s):
+        # Another worker holds it (or held it until it died): look again once the lease can lapse.
+        raise self.retry(countdown=svc.job_lease_s, max_retries=None)
+
+    retry_in: float | None = None
+    try:
+        with _Heartbeat(job_id, owner, svc.job_lease_s):
+            status = _run(job_id, owner)
+    except _RetryLater as later:
+        retry_in = later.countdown
+        status = "queued"
+    finally:
+        try:
+            store.release_lease(job_id, owner)
+        except ScholarError:
+            pass
+    if retry_in is not None:
+        raise self.retry(countdown=retry_in, max_retries=None)
+    return status
+
+
+class _RetryLater(Exception):
+    def __init__(self, countdown: float) -> None:
+        self.countdown = countdown
+
+
+def _run(job_id: str, owner: str) -> str:
+    from openscholar.engine import AnswerOptions
+
+    store, svc = rt.store(), rt.settings().service
+    job = store.get(job_id)
+    if job is None or job.status in TERMINAL:
+        return job.status if job else "missing"
+    store.update(job_id, status="running", started_at=job.started_at or time.time(), attempts=job.attempts + 1,
+                 worker=owner)
+    last_check = [0.0, False]
+
+    def on_event(event: dict[str, Any]) -> None:
+        try:
+            store.add_event(job_id, dict(event))
+        except ScholarError:
+            log.warning("job %s: could not store step event %s (store down)", job_id, event.get("step"))
+
+    def should_cancel() -> bool:
+        now = time.monotonic()
+        if now - last_check[0] > 0.5:
+            last_check[0] = now
+            try:
+                current = store.get(job_id)
+                last_check[1] = bool(current and current.cancel_requested)
+            except ScholarError:
+                pass
+        return bool(last_check[1])
+
+    try:
+        options = AnswerOptions.model_validate(job.options or {})
+        answer = rt.engine().answer(job.question, options, on_event=on_event, should_cancel=should_cancel)
+        if should_cancel():
+            raise JobCancelled()
+        result = answer.model_dump(mode="json")
+        result["bibtex"] = answer.to_bibtex()
+        _wait_for_store(store.update, job_id, status="succeeded", result=result, error=None,
+                        finished_at=time.time(), progress={**job.progress, "step": "done", "status": "done"})
+        return "succeeded"
+    except (JobCancelled, SoftTimeLimitExceeded) as exc:
+        if isinstance(exc, JobCancelled) or should_cancel():
+            _wait_for_store(store.update, job_id, status="cancelled", finished_at=time.time())
+            return "cancelled"
+        error = {"error": "JobTimedOut", "kind": "unavailable", "retryable": False,
+                 "message": f"the job ran past its time limit of {svc.soft_time_limit_s:g} s",
+                 "hint": "ask a narrower question, or raise service.soft_time_limit_s"}
+        _wait_for_store(store.update, job_id, status="failed", error=error, finished_at=time.time())
+        return "failed"
+    except Retry:
+        raise
+    except ScholarError as exc:
+        if should_cancel():
+            _wait_for_store(store.update, job_id, status="cancelled", finished_at=time.time())
+            return "cancelled"
+        if exc.retryable and job.retries < svc.max_retries:
+            delay = svc.retry_backoff_s * (2**job.retries)
+            log.warning("job %s: retryable error, retry %d in %.1f s: %s", job_id, job.retries + 1, delay, exc)
+            _wait_for_store(store.update, job_id, status="queued", retries=job.retries + 1, error=exc.to_dict())
+            raise _RetryLater(delay) from exc
+        _wait_for_store(store.update, job_id, status="failed", error=exc.to_dict(), finished_at=time.time())
+        return "failed"
+    except Exception:
+        if should_cancel():
+            _wait_for_store(store.update, job_id, status="cancelled", finished_at=time.time())
+            return "cancelled"
+        log.exception("job %s failed with an unexpected error", job_id)
+        error = {"error": "InternalError", "kind": "internal", "retryable": False,
+                 "message": "the worker hit an unexpected error", "hint": "the error was logged on the worker"}
+        _wait_for_store(store.update, job_id, status="failed", error=error, finished_at=time.time())
+        return "failed"
+
+
+def _on_failure(exc: Exception, args: Any, kwargs: Any) -> None:
+    """Hard time limit (the process was killed) or a failure outside ``_run``: the job fails visibly."""
+    job_id = args[0] if args else kwargs.get("job_id")
+    try:
+        job = rt.store().get(job_id)
+        if job is not None and job.status not in TERMINAL:
+            rt.store().update(job_id, status="failed", finished_at=time.time(), error={
+                "error": type(exc).__name__, "kind": "internal", "retryable": False,
+                "message": f"the job's worker stopped it ({type(exc).__name__})",
+                "hint": "see the worker log; a job past service.hard_time_limit_s is killed"})
+    except ScholarError:
+        log.warning("job %s: could not record its failure (store down)", job_id)
+
+
+def submit(job_id: str) -> None:
+    """Queue a stored job for the workers (task id = job id, so duplicates are recognisable)."""
+    answer_job.apply_async(args=[job_id], task_id=job_id)
+
+
+def submit_many(job_ids: list[str]) -> None:
+    """Queue several jobs; a batch is a Celery group, so workers on many machines share it."""
+    from celery import group
+
+    if len(job_ids) == 1:
+        submit(job_ids[0])
+        return
+    group(answer_job.si(jid).set(task_id=jid) for jid in job_ids).apply_async()
