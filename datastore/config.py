@@ -15,7 +15,7 @@ SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/dataset
 class ChunkingConfig(BaseModel):
     """How papers become passages (the reference: ~256 words, title-prefixed, last chunk kept)."""
 
-    words: int = Field(256, ge=16, description="Target passage length in whitespace words.")
+    words: int = Field(256, ge=4, description="Target passage length in whitespace words.")
     min_last_words: int = Field(
         1, ge=1, description="A trailing chunk shorter than this is dropped (1 keeps every chunk)."
     )

@@ -44,7 +44,7 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def scifact_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A real SciFact slice: gold abstracts of 40 train claims plus 360 other abstracts, as BEIR dir."""
+    """A real SciFact slice: gold abstracts of 40 train claims plus other abstracts (200 in all), as BEIR dir."""
     corpus = read_jsonl(SCIFACT / "corpus.jsonl")
     queries = {q["_id"]: q["text"] for q in read_jsonl(SCIFACT / "queries.jsonl")}
     qrels = read_qrels(SCIFACT / "qrels" / "train.tsv")
@@ -52,7 +52,7 @@ def scifact_subset(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) 
     gold = {d for q in chosen for d in qrels[q]}
     others = [d for d in corpus if d["_id"] not in gold]
     random.Random(0).shuffle(others)
-    docs = [d for d in corpus if d["_id"] in gold] + others[: 400 - len(gold)]
+    docs = [d for d in corpus if d["_id"] in gold] + others[: 200 - len(gold)]
     root = tmp_path_factory.mktemp("scifact-subset")
     with (root / "corpus.jsonl").open("w") as fh:
         for d in docs:
@@ -72,7 +72,7 @@ def small_datastore(scifact_subset: dict, embedder, tmp_path_factory: pytest.Tem
     from datastore.config import DatastoreConfig
 
     out = tmp_path_factory.mktemp("ds") / "scifact-small"
-    DatastoreBuilder(embedder, DatastoreConfig(shard_size=150), progress=False).build(
+    DatastoreBuilder(embedder, DatastoreConfig(shard_size=120), progress=False).build(
         [f"beir:{scifact_subset['dir']}"], out
     )
     return out

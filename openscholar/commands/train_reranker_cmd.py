@@ -1,0 +1,81 @@
+"""`openscholar train reranker`: the default cross-encoder reranker, trained here on honest data."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import typer
+
+from openscholar.commands.common import err, print_json, settings
+
+
+def train_reranker(
+    ctx: typer.Context,
+    out_dir: Path = typer.Option(None, "--out", help="Output directory (default: <cache_dir>/reranker)."),
+    datastore: Path = typer.Option(None, "--datastore", help="Datastore for hard negatives (default: datastore.path)."),
+    beir_dir: Path = typer.Option(None, "--beir-dir", help="BEIR SciFact directory (default: corpus.scifact_dir)."),
+    split: str = typer.Option("train", "--split", help="Qrels split to train on (never test)."),
+    extra: list[Path] = typer.Option(
+        None, "--extra", help="Extra question->gold-context files (default: ScholarQABench PubMedQA dev if present)."
+    ),
+    no_extra: bool = typer.Option(False, "--no-extra", help="Train on the BEIR split only."),
+    seed: int = typer.Option(13, "--seed", help="Random seed (data sampling, init, order)."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the training groups."),
+    max_train_queries: int = typer.Option(None, "--max-train-queries", min=1, help="Cap on BEIR training queries."),
+    dev_queries: int = typer.Option(100, "--dev-queries", min=0, help="Train claims held out (first N sorted ids)."),
+    max_tokens: int = typer.Option(192, "--max-tokens", min=32, help="Token budget of a training pair."),
+    negatives: int = typer.Option(3, "--negatives", min=1, help="Hard negatives per query."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Train the default reranker (LoRA + head over the base MiniLM) and write it with a data manifest."""
+    from openscholar.components import build_embedder, open_datastore, scifact_dir
+    from retriever.dense import DenseRetriever
+    from retriever.sparse import open_sparse
+    from retriever.train_reranker import RerankerTrainConfig, qa_context_groups, scifact_groups, train_cross_encoder, write_manifest
+
+    if split == "test":
+        raise typer.BadParameter("the reranker is never trained on test qrels", param_hint="--split")
+    s = settings(ctx)
+    cfg = RerankerTrainConfig(
+        seed=seed, epochs=epochs, max_train_queries=max_train_queries, dev_queries=dev_queries,
+        max_tokens=max_tokens, negatives=negatives, threads=threads,
+    )
+    out = (out_dir or s.cache_path / "reranker").expanduser()
+    beir = (beir_dir or scifact_dir(s)).expanduser()
+    extras = list(extra or [])
+    if not extras and not no_extra and s.corpus.scholarqabench_dir is not None:
+        pubmed = s.corpus.scholarqabench_dir.expanduser() / "single_paper_tasks" / "pubmed_dev.jsonl"
+        extras = [pubmed] if pubmed.is_file() else []
+    if no_extra:
+        extras = []
+    t0 = time.perf_counter()
+    ds = open_datastore(s, datastore)
+    dense = DenseRetriever(ds, build_embedder(s))
+    sparse = open_sparse(ds, s.retrieval.sparse, backend="bm25s")
+    searchers = [sparse.search_batch, dense.search_batch]
+    rng = random.Random(seed)
+    groups, dev, record = scifact_groups(beir, ds, searchers, cfg, rng, split=split)
+    inputs = [record]
+    for path in extras:
+        more, rec = qa_context_groups(path.expanduser(), searchers, cfg, rng)
+        groups += more
+        inputs.append(rec)
+    mining = time.perf_counter() - t0
+    err.print(f"{len(groups)} training queries ({sum(1 + len(g.negatives) for g in groups)} pairs), mined in {mining:.0f}s")
+    training = train_cross_encoder(groups, cfg, out, progress=progress)
+    training["mining_seconds"] = round(mining, 1)
+    training["total_seconds"] = round(time.perf_counter() - t0, 1)
+    manifest = write_manifest(out, cfg, groups, dev, inputs, training, {"datastore_build_id": ds.manifest.build_id})
+    if as_json:
+        print_json(manifest)
+    else:
+        err.print(f"reranker written to {out} in {training['total_seconds']:.0f}s (manifest {out / 'manifest.json'})")
+        err.print(f"use it: retrieval.reranker.model = 'default' (or '{out}')")
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    groups["train"].command("reranker")(train_reranker)
