@@ -3,7 +3,9 @@
 The draft is split into sentences; each ``[n]`` is checked with a ``SupportJudge``. Citations that
 match no passage are dropped unconditionally; with a judge, citations below the threshold are
 removed, and a sentence left without support gets the best-supporting passage among ALL passages
-in play (post-hoc attribution) if that passes the threshold, else it is marked unsupported.
+in play (post-hoc attribution) if that passes the threshold, else it is marked unsupported. To
+bound the judge's work, attribution scores the ``candidates`` passages closest to the sentence in
+content words, chosen among all passages in play.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from openscholar.answer import Reference, Sentence
+from openscholar.judges.lexical import content_words
 from openscholar.judges.protocol import SupportJudge
 
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
@@ -87,6 +90,7 @@ def verify(
     threshold: float = 0.5,
     attribute: bool = True,
     max_citations: int = 3,
+    candidates: int = 5,
 ) -> tuple[str, list[Sentence]]:
     """Checked text and sentences. With ``judge=None`` only unknown ids are removed."""
     parsed = parse_sentences(text)
@@ -109,7 +113,14 @@ def verify(
         # Phase 2: post-hoc attribution over every passage in play for sentences left unsupported.
         if attribute:
             orphans = [i for i in checkable if not sentences[i].citations]
-            _score(judge, sentences, references, [(i, r) for i in orphans for r in references if r not in scores[i]], scores)
+            # Every passage in play is a candidate; the judge reads the ``candidates`` closest by words.
+            todo = []
+            for i in orphans:
+                words = content_words(sentences[i].text)
+                ranked = sorted((r for r in references if r not in scores[i]),
+                                key=lambda r: (-_overlap(words, references[r]), r))
+                todo.extend((i, r) for r in ranked[:candidates])
+            _score(judge, sentences, references, todo, scores)
             for i in orphans:
                 sc = scores[i]
                 best = max(sc, key=lambda r: sc[r]) if sc else None
@@ -134,3 +145,7 @@ def _score(
     values = judge.score([(sentences[i].text, passage_text(references[r])) for i, r in pairs])
     for (i, r), v in zip(pairs, values, strict=True):
         into[i][r] = float(v)
+
+
+def _overlap(words: set[str], ref: Reference) -> float:
+    return len(words & content_words(f"{ref.title} {ref.text}")) / len(words) if words else 0.0

@@ -63,6 +63,9 @@ class CitationConfig(BaseModel):
     threshold: float = Field(0.5, ge=0, le=1, description="Support score a citation needs to be kept.")
     attribute: bool = Field(True, description="Give uncited sentences the best-supporting passage above threshold.")
     max_citations: int = Field(3, ge=1, description="Citations kept per sentence at most.")
+    attribution_candidates: int = Field(
+        5, ge=1, description="Passages (closest by content words, among all in play) the judge scores per uncited sentence."
+    )
 
 
 class ServiceConfig(BaseModel):

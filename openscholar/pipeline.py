@@ -290,7 +290,8 @@ def run_pipeline(
         refs_in_play = {i: run.references[i] for i in sorted(in_play)}
         judge = engine.judge if verify_on else None
         checked, sentences = verify(text, refs_in_play, judge, threshold=s.citations.threshold,
-                                    attribute=s.citations.attribute, max_citations=s.citations.max_citations)
+                                    attribute=s.citations.attribute, max_citations=s.citations.max_citations,
+                                    candidates=s.citations.attribution_candidates)
         info.update(sentences=len(sentences), supported=sum(x.supported for x in sentences),
                     removed=sum(len(x.removed) for x in sentences), attributed=sum(x.attributed for x in sentences))
     answer.judge = getattr(judge, "name", "") if judge is not None else ""
