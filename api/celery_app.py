@@ -102,8 +102,6 @@ def configure(settings: Settings) -> Celery:
         broker_pool_limit=32,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
-    if _store is not None:
-        _store.close()
     _settings, _store, _engine = settings, build_store(settings), None
     return celery
 

@@ -8,6 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.jobs import Job, JobStatus
 from openscholar.engine import AnswerOptions
+from retriever.config import PipelineName
+
+
+class Options(AnswerOptions):
+    """The engine's AnswerOptions, strict about unknown names (a typo is an error, not ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class SearchRequest(BaseModel):
@@ -15,7 +22,7 @@ class SearchRequest(BaseModel):
 
     query: str = Field(min_length=1, description="The search query (at most service.max_question_chars).")
     k: int = Field(10, ge=1, description="Number of hits (at most service.max_search_k).")
-    pipeline: str | None = Field(None, description="Retrieval pipeline (default: settings.retrieval.pipeline).")
+    pipeline: PipelineName | None = Field(None, description="Retrieval pipeline (default: settings.retrieval.pipeline).")
 
 
 class HitOut(BaseModel):
@@ -45,7 +52,7 @@ class QuestionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1, description="The question (at most service.max_question_chars).")
-    options: AnswerOptions = Field(default_factory=AnswerOptions, description="Pipeline options.")
+    options: Options = Field(default_factory=Options, description="Pipeline options.")
 
 
 class BatchRequest(BaseModel):
@@ -54,7 +61,7 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     questions: list[str | QuestionRequest] = Field(min_length=1, description="The questions.")
-    options: AnswerOptions = Field(default_factory=AnswerOptions, description="Options for plain-string questions.")
+    options: Options = Field(default_factory=Options, description="Options for plain-string questions.")
 
 
 class ErrorInfo(BaseModel):

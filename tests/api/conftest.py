@@ -52,6 +52,7 @@ def service_env(datastore: Path, cache_dir: Path, **extra: str) -> dict[str, str
         "OPENSCHOLAR_CACHE_DIR": str(cache_dir),
         "OPENSCHOLAR_LLM__BACKEND": "scripted",
         "OPENSCHOLAR_CITATIONS__JUDGE": "lexical",
+        "OPENSCHOLAR_RETRIEVAL__PIPELINE": "dense",
         "OPENSCHOLAR_SERVICE__BROKER_URL": REDIS_URL,
         "OPENSCHOLAR_SERVICE__QUEUE": f"test-{uuid.uuid4().hex[:10]}",
         "OPENSCHOLAR_SERVICE__JOB_LEASE_S": "3",
@@ -197,11 +198,12 @@ def service(small_datastore: Path, tmp_path_factory: pytest.TempPathFactory, red
                       OPENSCHOLAR_SERVICE__RATE_LIMIT_BURST="100000")
     worker = WorkerProcess(env, cache / "worker.log").start()
     settings = load(env)
-    server = LiveServer(create_app(settings)).start()
+    app = create_app(settings)
+    server = LiveServer(app).start()
     keys = {"alice": make_key(settings, "alice"), "bob": make_key(settings, "bob")}
     try:
         worker.wait_ready()
-        yield {"env": env, "settings": settings, "url": server.url, "keys": keys, "worker": worker, "cache": cache}
+        yield {"env": env, "settings": settings, "app": app, "url": server.url, "keys": keys, "worker": worker, "cache": cache}
     finally:
         server.stop()
         worker.stop()
