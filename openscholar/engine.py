@@ -52,6 +52,14 @@ class Engine:
     def from_settings(cls, settings: Settings, *, llm: LLM | None = None) -> Engine:
         return cls(settings, llm=llm)
 
+    def with_llm(self, llm: LLM) -> Engine:
+        """An engine answering with ``llm`` that shares this one's loaded components."""
+        other = Engine(self.settings, llm=llm)
+        with self._lock:
+            other._embedder, other._datastore = self._embedder, self._datastore
+            other._retrievers, other._judge = self._retrievers, self._judge
+        return other
+
     # -- components ---------------------------------------------------------------------
     @property
     def embedder(self) -> Any:
@@ -144,4 +152,4 @@ def _build_retriever(engine: Engine, pipeline: str) -> Any:
         from openscholar.retrieval import build_retriever  # type: ignore[attr-defined]
     except ImportError:
         return _DenseFallback(engine)
-    return build_retriever(engine.settings, engine.datastore, pipeline)
+    return build_retriever(engine.settings, engine.datastore, pipeline, embedder=engine.embedder)

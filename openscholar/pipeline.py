@@ -115,7 +115,7 @@ def _opt_str(value: Any) -> str | None:
 
 
 def retrieve(engine: Engine, query: str, k: int, pipeline: str | None, min_score: float | None) -> tuple[list[Any], Any]:
-    """Hits for ``query`` from the configured retriever, and its routing decision."""
+    """Hits for ``query`` from the configured retriever (at least ``min_score``), and its routing."""
     result = engine.retriever(pipeline).retrieve(query, k)
     hits = list(result.hits)
     if min_score is not None:
@@ -133,8 +133,8 @@ def context_block(run: Run, refs: list[Reference], fixed_text: str) -> tuple[str
     budget = run.context_tokens - run.max_tokens - run.count_tokens(fixed_text) - 32
     costs = [run.count_tokens(line) + 1 for line in lines]
     keep = len(lines)
-    while keep > 0 and sum(costs[:keep]) > budget:
-        keep -= 1
+    while keep > 1 and sum(costs[:keep]) > budget:
+        keep -= 1  # the top passage always stays: a backend over its context then fails clearly
     return "\n".join(lines[:keep]), [r.id for r in refs[:keep]]
 
 
@@ -150,7 +150,7 @@ def generate(run: Run, refs: list[Reference]) -> tuple[str, list[int]]:
     return run.call(prompt.render(passages=listing, question=run.question)), shown
 
 
-_FEEDBACK_LINE = re.compile(r"^\s*(?:[-*\d.)\s]*)\**(feedback|question)\**\s*\d*\s*:\s*(.*)$", re.IGNORECASE)
+_FEEDBACK_LINE = re.compile(r"^\s*(?:[-*\d.)\s]*)\**(feedback|question)\s*\d*\s*\**\s*:\s*\**\s*(.*)$", re.IGNORECASE)
 
 
 def parse_feedback(text: str, limit: int = MAX_FEEDBACK_PARSED) -> list[FeedbackItem]:
