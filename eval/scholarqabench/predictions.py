@@ -56,13 +56,18 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
     records: list[tuple[str, Any]] = []
     stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
+    whole: Any = None
+    if stripped.startswith(("[", "{")):
+        try:  # a JSON list or {"data": [...]} (the benchmark accepts both), or one JSONL line
+            whole = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise PredictionsError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
-                                   hint=_FORMAT_HINT) from None
-        records = [(f"{path} item {i}", r) for i, r in enumerate(data)]
+            if stripped.startswith("["):
+                raise PredictionsError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})",
+                                       hint=_FORMAT_HINT) from None
+    if isinstance(whole, dict) and isinstance(whole.get("data"), list) and "input" not in whole:
+        whole = whole["data"]
+    if isinstance(whole, list):
+        records = [(f"{path} item {i}", r) for i, r in enumerate(whole)]
     else:
         for lineno, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -70,14 +75,6 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                if lineno == 1 and stripped.startswith("{"):
-                    try:  # a whole-file JSON object {"data": [...]}
-                        data = json.loads(text)
-                    except json.JSONDecodeError:
-                        pass
-                    else:
-                        if isinstance(data, dict) and isinstance(data.get("data"), list):
-                            return [validate_record(r, f"{path} item {i}") for i, r in enumerate(data["data"])]
                 raise PredictionsError(f"{path} line {lineno} is not valid JSON ({exc.msg})",
                                        hint=_FORMAT_HINT) from None
             records.append((f"{path} line {lineno}", obj))
