@@ -57,6 +57,9 @@ class ScriptedLLM:
             text = self._fn(messages)
         if text is None:
             text = default_reply(kind, messages)
+        limit = params.get("max_tokens")
+        if limit and len(text.split()) > int(limit):  # honour the budget like a real model (words ~ tokens)
+            text = " ".join(text.split()[: int(limit)])
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
         return Completion(text, prompt_tokens, len(text.split()), self.model_id, "stop")
 
