@@ -42,9 +42,15 @@ class SparseConfig(BaseModel):
     """BM25 over the same passages and ids as the dense index."""
 
     backend: Literal["bm25s", "lucene"] = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
-    k1: float = Field(1.2, gt=0, description="BM25 k1.")
-    b: float = Field(0.75, ge=0, le=1, description="BM25 b.")
+    k1: float | None = Field(
+        None, gt=0, description="BM25 k1; None uses the backend's published default (bm25s 1.5, Lucene 0.9)."
+    )
+    b: float | None = Field(
+        None, ge=0, le=1, description="BM25 b; None uses the backend's published default (bm25s 0.75, Lucene 0.4)."
+    )
     stemmer: str | None = Field("english", description="Snowball stemmer language for bm25s; None disables.")
+    stopwords: str | None = Field("en", description="bm25s stopword list (e.g. 'en'); None keeps every word.")
+    lucene_threads: int = Field(1, ge=1, description="Threads pyserini uses to index and to search a batch.")
 
 
 class FusionConfig(BaseModel):
@@ -67,6 +73,12 @@ class RerankerConfig(BaseModel):
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
     candidates: int = Field(50, ge=1, description="Fused candidates the reranker scores.")
     max_tokens: int = Field(256, ge=16, description="Token budget of a (query, passage) pair.")
+    first_stage_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Final score = z(reranker logit) + w * z(first-stage score) over the candidates; "
+        "0 ranks by the reranker alone.",
+    )
 
 
 class RetrievalConfig(BaseModel):

@@ -18,14 +18,15 @@ def train_reranker(
     beir_dir: Path = typer.Option(None, "--beir-dir", help="BEIR SciFact directory (default: corpus.scifact_dir)."),
     split: str = typer.Option("train", "--split", help="Qrels split to train on (never test)."),
     extra: list[Path] = typer.Option(
-        None, "--extra", help="Extra question->gold-context files (default: ScholarQABench PubMedQA dev if present)."
+        None, "--extra", help="Extra question->gold-context files, e.g. ScholarQABench's PubMedQA dev "
+        "(single_paper_tasks/pubmed_dev.jsonl); SciFact test files are refused."
     ),
-    no_extra: bool = typer.Option(False, "--no-extra", help="Train on the BEIR split only."),
+    no_extra: bool = typer.Option(False, "--no-extra", help="Ignore --extra (train on the BEIR split only)."),
     seed: int = typer.Option(13, "--seed", help="Random seed (data sampling, init, order)."),
     epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the training groups."),
     max_train_queries: int = typer.Option(None, "--max-train-queries", min=1, help="Cap on BEIR training queries."),
     dev_queries: int = typer.Option(100, "--dev-queries", min=0, help="Train claims held out (first N sorted ids)."),
-    max_tokens: int = typer.Option(192, "--max-tokens", min=32, help="Token budget of a training pair."),
+    max_tokens: int = typer.Option(128, "--max-tokens", min=32, help="Token budget of a training pair."),
     negatives: int = typer.Option(3, "--negatives", min=1, help="Hard negatives per query."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -46,12 +47,7 @@ def train_reranker(
     )
     out = (out_dir or s.cache_path / "reranker").expanduser()
     beir = (beir_dir or scifact_dir(s)).expanduser()
-    extras = list(extra or [])
-    if not extras and not no_extra and s.corpus.scholarqabench_dir is not None:
-        pubmed = s.corpus.scholarqabench_dir.expanduser() / "single_paper_tasks" / "pubmed_dev.jsonl"
-        extras = [pubmed] if pubmed.is_file() else []
-    if no_extra:
-        extras = []
+    extras = [] if no_extra else list(extra or [])
     t0 = time.perf_counter()
     ds = open_datastore(s, datastore)
     dense = DenseRetriever(ds, build_embedder(s))

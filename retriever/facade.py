@@ -1,0 +1,106 @@
+"""The `Retriever` facade: dense + sparse first stages, fusion, reranking, the per-paper cap.
+
+``retrieve(query, k)`` returns a `Retrieval`: the hits (best first), what the query encoder
+decided (the router's expert, if any) and how long each stage took. Every hit carries its score
+at each stage it passed in ``hit.scores`` (``dense``, ``bm25``, ``fusion``, ``rerank``); ``hit.score``
+is the score of the last stage it passed. With a reranker, only the top ``reranker.candidates``
+are re-scored; hits below that window follow them in first-stage order with first-stage scores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from retriever.config import RetrievalConfig
+from retriever.dense import DenseRetriever
+from retriever.fusion import Fusion
+from retriever.protocols import Hit
+from retriever.reranker import Reranker
+from retriever.sparse.protocol import SparseRetriever
+
+
+@dataclass
+class Retrieval:
+    """Hits best first, the encoder's routing decision (None without a router), stage timings in ms."""
+
+    hits: list[Hit]
+    routing: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def cap_per_paper(hits: Sequence[Hit], max_per_paper: int) -> list[Hit]:
+    """Keep at most ``max_per_paper`` hits of each paper, in order (the reference let max+1 through)."""
+    counts: dict[str, int] = {}
+    out: list[Hit] = []
+    for hit in hits:
+        n = counts.get(hit.passage.paper_id, 0)
+        if n < max_per_paper:
+            counts[hit.passage.paper_id] = n + 1
+            out.append(hit)
+    return out
+
+
+class Retriever:
+    """Composes the configured stages; at least one of ``dense`` and ``sparse`` is required."""
+
+    def __init__(
+        self,
+        config: RetrievalConfig | None = None,
+        *,
+        dense: DenseRetriever | None = None,
+        sparse: SparseRetriever | None = None,
+        reranker: Reranker | None = None,
+        fusion: Fusion | None = None,
+        pipeline: str | None = None,
+    ) -> None:
+        if dense is None and sparse is None:
+            raise ValueError("a Retriever needs a dense or a sparse first stage")
+        self.config = config or RetrievalConfig()
+        self.dense = dense
+        self.sparse = sparse
+        self.reranker = reranker
+        self.fusion = fusion or Fusion(self.config.fusion)
+        self.pipeline = pipeline or self.config.pipeline
+
+    def retrieve(self, query: str, k: int | None = None) -> Retrieval:
+        """The top ``k`` (default ``top_k``) passages for ``query``, at most ``max_per_paper`` per paper."""
+        k = self.config.top_k if k is None else k
+        cfg = self.config
+        timings: dict[str, float] = {}
+        t_start = time.perf_counter()
+        routing: dict[str, Any] | None = None
+        # A first stage must return enough passages for k papers after the per-paper cap.
+        n = max(cfg.candidates, k)
+        dense_hits: list[Hit] = []
+        sparse_hits: list[Hit] = []
+        if self.dense is not None:
+            t = time.perf_counter()
+            batch, details = self.dense.search_batch_with_details([query], n)
+            dense_hits = batch[0]
+            routing = details[0] if details else None
+            timings["dense_ms"] = (time.perf_counter() - t) * 1000
+        if self.sparse is not None:
+            t = time.perf_counter()
+            sparse_hits = self.sparse.search(query, n)
+            timings["sparse_ms"] = (time.perf_counter() - t) * 1000
+        if self.dense is not None and self.sparse is not None:
+            t = time.perf_counter()
+            hits = self.fusion.fuse(dense_hits, sparse_hits)
+            timings["fusion_ms"] = (time.perf_counter() - t) * 1000
+        else:
+            hits = dense_hits or sparse_hits
+        if self.reranker is not None and hits:
+            t = time.perf_counter()
+            window = cfg.reranker.candidates
+            hits = self.reranker.rerank(query, hits[:window]) + hits[window:]
+            timings["rerank_ms"] = (time.perf_counter() - t) * 1000
+        hits = cap_per_paper(hits, cfg.max_per_paper)[:k]
+        timings["total_ms"] = (time.perf_counter() - t_start) * 1000
+        return Retrieval(hits, routing, timings)
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        """Just the hits of `retrieve`."""
+        return self.retrieve(query, k).hits

@@ -1,0 +1,149 @@
+"""Rerankers: re-score (query, title + passage) pairs of a candidate list with a cross-encoder.
+
+``CrossEncoderReranker`` loads any Hugging Face sequence-classification cross-encoder (one logit,
+or two where the second is "relevant"), or the reranker trained here: a LoRA adapter plus a
+classification head over the packaged base MiniLM (``openscholar train reranker``), merged into the
+base at load time so inference costs the same as a plain cross-encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from retriever.config import RerankerConfig
+from retriever.errors import ModelUnavailable
+from retriever.protocols import Hit
+
+log = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+RERANKER_META = "reranker.json"
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-scores hits for a query; returns the best ``k`` (all when None), best first."""
+
+    stage: str
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int | None = None) -> list[Hit]: ...
+
+
+def pair_text(hit: Hit) -> str:
+    """The passage side of a pair: title + text, as in training."""
+    p = hit.passage
+    return f"{p.title}. {p.text}" if p.title else p.text
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 1e-9 else np.zeros_like(x)
+
+
+class CrossEncoderReranker:
+    """Cross-encoder over (query, title + passage); thread-safe, loaded lazily once.
+
+    The final score is the cross-encoder logit, or, with ``first_stage_weight`` w > 0,
+    ``z(logit) + w * z(previous score)`` (z-scores over the candidates): a weak reranker then
+    refines the first-stage order instead of replacing it.
+    """
+
+    stage = "rerank"
+
+    def __init__(self, config: RerankerConfig | None = None, model_path: str | Path | None = None) -> None:
+        self.config = config or RerankerConfig()
+        self.model_path = str(model_path or self.config.model)
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._positive = 0
+        self._lock = threading.Lock()
+
+    # -- loading --------------------------------------------------------------------------------
+    def warm_up(self) -> CrossEncoderReranker:
+        self._load()
+        return self
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is not None:
+            return self._model, self._tokenizer
+        with self._lock:
+            if self._model is None:
+                try:
+                    self._model, self._tokenizer = load_cross_encoder(self.model_path)
+                except OSError as exc:
+                    raise ModelUnavailable(
+                        f"cannot load reranker {self.model_path!r} ({exc})",
+                        hint="train the default one with `openscholar train reranker`, or set "
+                        "retrieval.reranker.model to a cached HF cross-encoder id or a local directory",
+                    ) from exc
+                labels = int(getattr(self._model.config, "num_labels", 1))
+                self._positive = 1 if labels == 2 else 0
+        return self._model, self._tokenizer
+
+    # -- scoring --------------------------------------------------------------------------------
+    def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
+        """Relevance logits of (query, text) pairs, in the order given."""
+        import torch
+
+        model, tok = self._load()
+        out: list[np.ndarray] = []
+        bs = self.config.batch_size
+        with torch.inference_mode():
+            for i in range(0, len(texts), bs):
+                batch = tok(
+                    [query] * len(texts[i : i + bs]), list(texts[i : i + bs]), truncation="only_second",
+                    max_length=self.config.max_tokens, padding=True, return_tensors="pt",
+                )
+                logits = model(**batch).logits
+                out.append(logits[:, self._positive].float().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
+        """Re-score all ``hits`` (callers pass the candidates to rerank) and sort them."""
+        if not hits:
+            return []
+        logits = self.score(query, [pair_text(h) for h in hits])
+        final = logits.astype(np.float64)
+        w = self.config.first_stage_weight
+        if w > 0 and len(hits) > 1:
+            final = _zscore(final) + w * _zscore(np.asarray([h.score for h in hits], dtype=np.float64))
+        out = [
+            Hit(h.passage, float(f), {**h.scores, self.stage: float(s)})
+            for h, s, f in zip(hits, logits, final, strict=True)
+        ]
+        out.sort(key=lambda h: -h.score)
+        return out[:k] if k is not None else out
+
+
+def load_cross_encoder(path: str) -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode: a plain HF cross-encoder, or base + LoRA adapter + head merged."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    directory = Path(path).expanduser()
+    if (directory / ADAPTER_CONFIG).is_file():
+        from peft import PeftModel
+
+        meta = json.loads((directory / RERANKER_META).read_text(encoding="utf-8"))
+        base_path = resolve_base_model(meta["base_model"])
+        base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
+        model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
+        tokenizer = AutoTokenizer.from_pretrained(base_path)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory) if directory.is_dir() else path)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory) if directory.is_dir() else path)
+    model.eval()
+    return model, tokenizer
+
+
+def resolve_base_model(model_id: str) -> str:
+    """The base encoder of a trained adapter: the packaged MiniLM for its id, else the id/path."""
+    from retriever.st_embedder import resolve_model_path
+
+    return resolve_model_path(model_id)
