@@ -1,0 +1,173 @@
+"""RouterQueryEncoder: routes each query to one expert by its pilot embeddings, then encodes it.
+
+Satisfies ``retriever.protocols.QueryEncoder`` with the BASE encoder's ``model_id``/``dim``: the
+passages (datastore vectors) are the base's, unchanged; only the query side moves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from retriever.protocols import QueryVectors
+from router.backbone import Backbone
+from router.errors import ExpertMismatch, NoExperts
+from router.experts import Expert, ExpertStore
+from router.pilots import Pilots
+
+log = logging.getLogger(__name__)
+
+
+class RouterQueryEncoder:
+    """Base-embed the query, average cosine to each expert's pilots, top-1 expert, encode with it.
+
+    ``details`` of every encoded query: ``expert`` (the choice), ``similarities`` (expert -> mean
+    cosine to its pilots). Experts load lazily (merged LoRA, one plain forward per query batch).
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        experts_dir: Path,
+        *,
+        experts: Sequence[str] | None = None,
+        bf16: bool | Callable[[], bool] = False,
+        batch_size: int = 64,
+    ) -> None:
+        self.backbone = backbone
+        self.model_id = backbone.model_name
+        self.experts_dir = Path(experts_dir)
+        self.only = list(experts) if experts is not None else None
+        self._bf16 = bf16
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+        self._ready = False
+        self._experts: dict[str, Expert] = {}
+        self._models: dict[str, Any] = {}
+        self._names: list[str] = []
+        self._pilot_vecs = np.zeros((0, 0), np.float32)
+        self._pilot_owner = np.zeros(0, np.int64)
+
+    # -- loading --------------------------------------------------------------------------------
+    def warm_up(self) -> RouterQueryEncoder:
+        self._load()
+        for name in self._names:
+            self._model(name)
+        return self
+
+    def _load(self) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            store = ExpertStore(self.experts_dir)
+            pilots = Pilots.load(self.experts_dir)
+            names = [n for n in pilots.experts if n in store.names()]
+            if self.only is not None:
+                names = [n for n in names if n in self.only]
+            if not names:
+                raise NoExperts(
+                    f"no expert with pilots in {self.experts_dir}",
+                    hint="train experts (`openscholar router train-expert`) and compute pilots (`openscholar router pilots`)",
+                )
+            for n in names:
+                e = store.get(n)
+                if e.manifest.base_model != self.model_id:
+                    raise ExpertMismatch(
+                        f"expert {n} was trained on {e.manifest.base_model} but the base encoder is {self.model_id}",
+                        hint="train experts on the configured embedder.model or point router.experts_dir elsewhere",
+                    )
+                self._experts[n] = e
+            self.backbone.load()
+            if callable(self._bf16):  # the base embedder's decision, made once it is loaded
+                self._bf16 = bool(self._bf16())
+            self._names = names
+            self._pilot_vecs, self._pilot_owner = pilots.matrix(names)
+            self._ready = True
+
+    def _model(self, name: str) -> Any:
+        if name not in self._models:
+            with self._lock:
+                if name not in self._models:
+                    self._models[name] = self.backbone.merged_expert(self._experts[name].adapter_dir)
+        return self._models[name]
+
+    # -- facts ----------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self.backbone.dim
+
+    @property
+    def expert_names(self) -> list[str]:
+        self._load()
+        return list(self._names)
+
+    # -- routing and encoding -------------------------------------------------------------------
+    def _forward(self, model: Any, batch: dict[str, Any]) -> np.ndarray:
+        import torch
+
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            return self.backbone.forward(model, batch).float().numpy()
+
+    def similarities(self, base_vectors: np.ndarray) -> np.ndarray:
+        """(n, experts) mean cosine of each query's base vector to each expert's pilots."""
+        self._load()
+        q = base_vectors / np.linalg.norm(base_vectors, axis=1, keepdims=True).clip(min=1e-12)
+        sims = q @ self._pilot_vecs.T
+        out = np.zeros((len(q), len(self._names)), dtype=np.float32)
+        for j in range(len(self._names)):
+            out[:, j] = sims[:, self._pilot_owner == j].mean(axis=1)
+        return out
+
+    def encode_base(self, texts: Sequence[str]) -> np.ndarray:
+        self._load()
+        return np.concatenate([self._forward(self.backbone.model, self.backbone.tokenize(texts[i : i + self.batch_size]))
+                               for i in range(0, len(texts), self.batch_size)]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def encode_with(self, name: str, texts: Sequence[str]) -> np.ndarray:
+        """Queries encoded by one named expert (for oracles and single-expert baselines)."""
+        self._load()
+        model = self._model(name)
+        return np.concatenate([self._forward(model, self.backbone.tokenize(texts[i : i + self.batch_size]))
+                               for i in range(0, len(texts), self.batch_size)]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def route(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(chosen expert per query, similarities (n, experts), base vectors)."""
+        base = self.encode_base(texts)
+        sims = self.similarities(base)
+        return [self._names[j] for j in sims.argmax(axis=1)], sims, base
+
+    def encode_queries(self, texts: Sequence[str]) -> QueryVectors:
+        texts = list(texts)
+        self._load()
+        if not texts:
+            return QueryVectors(np.zeros((0, self.dim), np.float32), [])
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        details: list[dict[str, Any]] = [{} for _ in texts]
+        for s in range(0, len(texts), self.batch_size):
+            chunk = texts[s : s + self.batch_size]
+            batch = self.backbone.tokenize(chunk)  # one tokenization serves routing and encoding
+            base = self._forward(self.backbone.model, batch)
+            sims = self.similarities(base)
+            choice = sims.argmax(axis=1)
+            for j in np.unique(choice):
+                rows = np.flatnonzero(choice == j)
+                sub = {key: v[rows] for key, v in batch.items()} if len(rows) < len(chunk) else batch
+                if len(rows) < len(chunk):  # trim padding of the sub-batch
+                    width = int(sub["attention_mask"].sum(1).max())
+                    sub = {key: v[:, :width] for key, v in sub.items()}
+                vectors[s + rows] = self._forward(self._model(self._names[j]), sub)
+            for r in range(len(chunk)):
+                details[s + r] = {
+                    "expert": self._names[int(choice[r])],
+                    "similarities": {n: round(float(sims[r, i]), 6) for i, n in enumerate(self._names)},
+                }
+        return QueryVectors(vectors, details)
