@@ -38,10 +38,9 @@ PACKAGED_RERANKER = Path(__file__).resolve().parents[1] / "retriever" / "models"
 def build_query_encoder(settings: Settings, pipeline: str, embedder: Embedder | None = None) -> QueryEncoder:
     """The query encoder of ``pipeline``: the router's for router pipelines, else the base embedder."""
     if pipeline in ROUTER_PIPELINES:
-        raise ConfigError(
-            f"pipeline {pipeline!r} needs the RouterRetriever, which is not available in this build",
-            hint="use one of: dense, bm25, bm25-lucene, hybrid, hybrid+rerank",
-        )
+        from router.factory import build_router_encoder
+
+        return build_router_encoder(settings.router, settings.embedder, settings.cache_path, embedder)
     if embedder is not None:
         return embedder  # type: ignore[return-value]
     from openscholar.components import build_embedder
