@@ -112,8 +112,11 @@ def answer_example(engine: Any, spec: TaskSpec, example: Example, mode: str,
 
 def run_predictions(engine: Any, spec: TaskSpec, examples: Sequence[Example], output: str | Path, *,
                     mode: str = "pipeline", resume: bool = False, limit: int | None = None,
-                    max_tokens: int | None = None, progress: bool = True) -> RunSummary:
-    """Answer ``examples`` (the first ``limit``) into ``output``; see the module doc."""
+                    max_tokens: int | None = None, progress: bool = True, service: Any = None,
+                    in_flight: int = 16) -> RunSummary:
+    """Answer ``examples`` (the first ``limit``) into ``output``; see the module doc. With
+    ``service`` (a ``ServiceClient``) the questions are answered by that deployment's workers,
+    ``in_flight`` at a time, and written as they finish."""
     from tqdm import tqdm
 
     if mode not in MODES:
@@ -133,6 +136,12 @@ def run_predictions(engine: Any, spec: TaskSpec, examples: Sequence[Example], ou
     if settings is not None:
         summary.settings_fingerprint = settings.fingerprint()
     started = time.perf_counter()
+    if service is not None:
+        _run_via_service(service, spec, todo, mode, max_tokens, output, summary, progress, in_flight)
+        summary.elapsed_s = round(time.perf_counter() - started, 2)
+        summary.model = f"service {service.base_url}"
+        write_meta(output, summary, settings)
+        return summary
     for ex in tqdm(todo, desc=f"{spec.name} {mode}", disable=not progress, unit="q"):
         try:
             record = answer_example(engine, spec, ex, mode, max_tokens)
@@ -151,6 +160,44 @@ def run_predictions(engine: Any, spec: TaskSpec, examples: Sequence[Example], ou
         summary.judge = str(getattr(settings.citations, "judge", ""))
     write_meta(output, summary, settings)
     return summary
+
+
+def _run_via_service(service: Any, spec: TaskSpec, todo: Sequence[Example], mode: str, max_tokens: int | None,
+                     output: Path, summary: RunSummary, progress: bool, in_flight: int) -> None:
+    from tqdm import tqdm
+
+    from eval.scholarqabench.service import answer_all
+
+    if mode == "closed_book":
+        raise RunError("closed_book runs answer with the bare LLM in this process",
+                       hint="run the closed-book baseline without --service")
+    bar = tqdm(total=len(todo), desc=f"{spec.name} {mode} (service)", disable=not progress, unit="q")
+    starts = {ex.id: time.perf_counter() for ex in todo}
+
+    def on_result(ex: Example, answer: dict[str, Any] | None, error: dict[str, Any] | None) -> None:
+        from openscholar.answer import Answer
+
+        bar.update(1)
+        if answer is None:
+            summary.failed += 1
+            summary.failures.append(f"{ex.id}: {(error or {}).get('message', 'failed')}")
+            return
+        ans = Answer.model_validate(answer)
+        out, ctxs = answer_to_prediction(ans)
+        record: dict[str, Any] = {"input": ex.input, "id": ex.id, "output": out, "ctxs": ctxs,
+                                  "verdict": ans.verdict, "usage": ans.usage.model_dump()}
+        if ex.answer is not None:
+            record["answer"] = ex.answer
+        record.update(mode=mode, elapsed_s=round(time.perf_counter() - starts[ex.id], 3), model=ans.model)
+        append_predictions(output, [record])
+        summary.written += 1
+
+    items = [(ex, {"question": ex.input, **_options(spec, ex, mode, max_tokens).model_dump(exclude_none=True)})
+             for ex in todo]
+    try:
+        answer_all(service, items, on_result, in_flight=in_flight)
+    finally:
+        bar.close()
 
 
 def meta_path(output: str | Path) -> Path:

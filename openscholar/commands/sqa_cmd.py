@@ -26,6 +26,10 @@ def scholarqabench(
     max_tokens: int = typer.Option(None, "--max-tokens", min=1, help="Completion budget per LLM call."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    service: str = typer.Option(None, "--service", help="Answer through a running service (URL of `openscholar "
+                                "serve`): its Celery workers answer in parallel."),
+    api_key: str = typer.Option(None, "--api-key", help="API key for --service."),
+    in_flight: int = typer.Option(16, "--in-flight", min=1, help="Jobs queued at once with --service."),
 ) -> None:
     """Answer a ScholarQABench subset and write predictions in the benchmark's format."""
     from eval.scholarqabench.loaders import load_task, task_spec
@@ -38,8 +42,17 @@ def scholarqabench(
     examples = load_task(spec.name, input_file, _root(s))
     output = output or Path(f"sqa_{spec.name}_{mode}.jsonl")
     engine = Engine.from_settings(s)
-    summary = run_predictions(engine, spec, examples, output, mode=mode, resume=resume, limit=limit,
-                              max_tokens=max_tokens, progress=progress)
+    client = None
+    if service:
+        from eval.scholarqabench.service import ServiceClient
+
+        client = ServiceClient(service, api_key)
+    try:
+        summary = run_predictions(engine, spec, examples, output, mode=mode, resume=resume, limit=limit,
+                                  max_tokens=max_tokens, progress=progress, service=client, in_flight=in_flight)
+    finally:
+        if client is not None:
+            client.close()
     if as_json:
         print_json(summary.to_dict())
         return

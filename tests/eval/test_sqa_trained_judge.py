@@ -1,0 +1,30 @@
+"""Short-form citation scoring with the real support judge trained in this project (the offline
+default attribution judge): citing the gold abstract must score better than citing another one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eval.judges import JudgeError, build_attribution_judge
+from eval.scholarqabench.citations import Entailment, score_citations
+from eval.scholarqabench.loaders import load_task
+
+
+def test_trained_judge_prefers_gold_citations(shared_data: Path) -> None:
+    from openscholar.settings import load_settings
+
+    try:
+        judge = build_attribution_judge(load_settings(), "trained")
+        judge.score([("warm up", "warm up")])
+    except (JudgeError, ImportError, FileNotFoundError) as exc:
+        pytest.skip(f"trained support judge not available here: {exc}")
+    examples = [ex for ex in load_task("scifact", root=shared_data / "scholarqabench") if ex.answer == "true"][:12]
+    gold = [{"input": ex.input, "output": "True [0].", "ctxs": ex.gold_ctxs} for ex in examples]
+    wrong = [{"input": ex.input, "output": "True [0].", "ctxs": examples[(i + 1) % len(examples)].gold_ctxs}
+             for i, ex in enumerate(examples)]
+    with_gold = score_citations(gold, Entailment(judge), short=True)
+    with_wrong = score_citations(wrong, Entailment(judge), short=True)
+    assert with_gold["citation_recall"] > with_wrong["citation_recall"]
+    assert with_wrong["citation_recall"] <= 25.0
