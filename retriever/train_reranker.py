@@ -268,6 +268,7 @@ def train_cross_encoder(
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir))
+    (out_dir / "README.md").unlink(missing_ok=True)  # peft's generic model card; the manifest says more
     _strip_local_paths(out_dir / ADAPTER_CONFIG, cfg.base_model)
     meta = {"base_model": cfg.base_model, "max_tokens": cfg.max_tokens, "kind": "lora-cross-encoder"}
     (out_dir / RERANKER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")

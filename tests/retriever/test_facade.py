@@ -1,0 +1,89 @@
+"""The Retriever facade over a real datastore: stages, per-stage scores, timings, the per-paper cap."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datastore.builder import DatastoreBuilder
+from datastore.config import DatastoreConfig
+from datastore.datastore import Datastore
+from datastore.models import Passage
+from retriever.config import RetrievalConfig, SparseConfig
+from retriever.dense import DenseRetriever
+from retriever.facade import Retrieval, Retriever, cap_per_paper
+from retriever.protocols import Hit
+from retriever.sparse import open_sparse
+
+
+def _hit(pid: int, paper: str) -> Hit:
+    return Hit(Passage(pid, paper, "", f"text {pid}"), 1.0 / (pid + 1))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_cap_per_paper_is_exact_at_the_bound(m: int) -> None:
+    hits = [_hit(i, "A") for i in range(5)] + [_hit(10 + i, "B") for i in range(2)] + [_hit(20, "A")]
+    capped = cap_per_paper(hits, m)
+    assert sum(h.passage.paper_id == "A" for h in capped) == m  # not m + 1 (the reference's off-by-one)
+    assert sum(h.passage.paper_id == "B" for h in capped) == min(m, 2)
+    assert [h.passage.passage_id for h in capped] == [h.passage.passage_id for h in hits if h in capped]
+
+
+@pytest.fixture(scope="module")
+def ds(small_datastore: Path) -> Datastore:
+    return Datastore.open(small_datastore)
+
+
+@pytest.fixture(scope="module")
+def hybrid(ds: Datastore, embedder) -> Retriever:
+    cfg = RetrievalConfig(pipeline="hybrid", top_k=10, candidates=50, max_per_paper=1)
+    return Retriever(cfg, dense=DenseRetriever(ds, embedder), sparse=open_sparse(ds, cfg.sparse))
+
+
+def test_hybrid_records_every_stage(hybrid: Retriever, scifact_subset: dict) -> None:
+    claim = next(iter(scifact_subset["claims"].values()))
+    result = hybrid.retrieve(claim, 10)
+    assert isinstance(result, Retrieval) and len(result.hits) == 10
+    assert result.routing is None
+    assert set(result.timings) == {"dense_ms", "sparse_ms", "fusion_ms", "total_ms"}
+    assert result.timings["total_ms"] >= result.timings["dense_ms"] > 0
+    for hit in result.hits:
+        assert hit.scores["fusion"] == hit.score
+        assert "dense" in hit.scores or "bm25" in hit.scores
+    assert any("dense" in h.scores and "bm25" in h.scores for h in result.hits)
+    scores = [h.score for h in result.hits]
+    assert scores == sorted(scores, reverse=True)
+    assert len({h.passage.paper_id for h in result.hits}) == 10  # max_per_paper = 1
+
+
+@pytest.fixture(scope="module")
+def long_paper_store(embedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two papers: one long paper (many passages, all about the query) and a short one."""
+    src = tmp_path_factory.mktemp("long") / "papers.jsonl"
+    body = " ".join(f"Graphene membranes sieve ions under an electric field, run {i}." for i in range(120))
+    papers = [
+        {"id": "long", "title": "Graphene membranes", "abstract": body},
+        {"id": "short", "title": "Ion transport", "abstract": "Graphene membranes sieve ions. " * 3},
+    ]
+    src.write_text("\n".join(json.dumps(p) for p in papers) + "\n")
+    out = src.parent / "ds"
+    DatastoreBuilder(embedder, DatastoreConfig(), progress=False).build([f"jsonl:{src}"], out)
+    return out
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_max_per_paper_bound_through_the_facade(long_paper_store: Path, embedder, m: int) -> None:
+    ds = Datastore.open(long_paper_store)
+    assert len(ds.passage_ids_of_papers(["long"])) > 3
+    cfg = RetrievalConfig(top_k=10, candidates=20, max_per_paper=m)
+    r = Retriever(cfg, dense=DenseRetriever(ds, embedder), sparse=open_sparse(ds, SparseConfig()))
+    hits = r.search("graphene membranes sieve ions", 10)
+    assert sum(h.passage.paper_id == "long" for h in hits) == m
+    assert sum(h.passage.paper_id == "short" for h in hits) == 1
+
+
+def test_a_retriever_needs_a_first_stage() -> None:
+    with pytest.raises(ValueError):
+        Retriever(RetrievalConfig())
