@@ -138,7 +138,12 @@ def _warm_worker(**_: Any) -> None:
     global _store
     if _settings is not None:
         _store = build_store(_settings)
+    import os
+    import time
+
+    start = time.perf_counter()
     try:
         engine().warm_up()
+        log.warning("worker process %d: engine warm in %.1f s", os.getpid(), time.perf_counter() - start)
     except Exception:  # noqa: BLE001 - a broken model must not kill the pool; jobs report the error
         log.exception("warming up the engine failed; jobs will retry loading it")

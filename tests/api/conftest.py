@@ -122,8 +122,11 @@ class WorkerProcess:
         self.env = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.concurrency = concurrency
+        self.starts = 0
 
     def start(self) -> WorkerProcess:
+        self.starts += 1
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.cmd, cwd=REPO, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -134,7 +137,9 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
-            if " ready." in self.log_path.read_text(errors="replace"):
+            text = self.log_path.read_text(errors="replace")
+            if " ready." in text and text.count("engine warm in") + text.count("warming up the engine failed") >= \
+                    self.concurrency * self.starts:
                 return self
             time.sleep(0.2)
         raise RuntimeError(f"worker not ready: {self.log_path.read_text()[-3000:]}")
