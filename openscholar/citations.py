@@ -114,7 +114,7 @@ def verify(
         if attribute:
             orphans = [i for i in checkable if not sentences[i].citations]
             # Every passage in play is a candidate; the judge reads the ``candidates`` closest by words.
-            todo = []
+            todo: list[tuple[int, int]] = []
             for i in orphans:
                 words = content_words(sentences[i].text)
                 ranked = sorted((r for r in references if r not in scores[i]),
