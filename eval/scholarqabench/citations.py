@@ -26,7 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from eval.scholarqabench.text import find_citations, format_document, remove_citations, split_sentences
+from eval.scholarqabench.text import (
+    find_citations,
+    format_document,
+    remove_citations,
+    split_sentences,
+)
 
 MIN_SENTENCE_CHARS = 50
 AT_MOST_CITATIONS = 3

@@ -23,7 +23,12 @@ from eval.judges import judge_id
 from eval.scholarqabench.accuracy import score_accuracy
 from eval.scholarqabench.citations import Entailment, score_citations
 from eval.scholarqabench.length import score_length
-from eval.scholarqabench.loaders import BenchmarkDataError, Example, TaskSpec, load_prometheus_rubrics
+from eval.scholarqabench.loaders import (
+    BenchmarkDataError,
+    Example,
+    TaskSpec,
+    load_prometheus_rubrics,
+)
 from eval.scholarqabench.text import sentence_splitter_name
 
 

@@ -94,8 +94,8 @@ def score(
     spec = task_spec(task)
     runs = []
     for spec_arg in predictions:
-        label, _, path = spec_arg.rpartition("=") if "=" in spec_arg else ("", "", spec_arg)
-        runs.append((label or Path(path).stem, Path(path)))
+        label, _, file = spec_arg.rpartition("=") if "=" in spec_arg else ("", "", spec_arg)
+        runs.append((label or Path(file).stem, Path(file)))
     loaded = [(label, path, read_predictions(path)) for label, path in runs]  # validate all before scoring
     examples = None
     try:
@@ -112,7 +112,8 @@ def score(
         overrides = {k: v for k, v in (("model", judge_llm_model), ("backend", judge_llm_backend),
                                        ("base_url", judge_llm_url)) if v}
         judge_llm = build_llm(s.llm.model_copy(update=overrides))
-    rubric_path = rubrics or ((_root(s) / "rubrics" / "prometheus_rubrics_v8.json") if _root(s) else None)
+    root = _root(s)
+    rubric_path = rubrics or (root / "rubrics" / "prometheus_rubrics_v8.json" if root else None)
     entries = []
     for label, path, items in loaded:
         result = score_predictions(spec, items, judge=attribution, judge_llm=judge_llm, examples=examples,

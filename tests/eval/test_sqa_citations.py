@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from eval.scholarqabench.citations import Entailment, score_citations, score_item_long, score_item_short
+from eval.scholarqabench.citations import (
+    Entailment,
+    score_citations,
+    score_item_long,
+    score_item_short,
+)
 from eval.scholarqabench.text import find_citations, remove_citations, split_sentences
 from tests.eval.sqa_helpers import FactTokenJudge
 

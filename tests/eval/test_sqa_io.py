@@ -8,7 +8,12 @@ from pathlib import Path
 import pytest
 
 from eval.judges import AttrScoreJudge, JudgeError, build_attribution_judge, judge_id
-from eval.scholarqabench.loaders import BenchmarkDataError, load_prometheus_rubrics, load_task, task_spec
+from eval.scholarqabench.loaders import (
+    BenchmarkDataError,
+    load_prometheus_rubrics,
+    load_task,
+    task_spec,
+)
 from eval.scholarqabench.predictions import PredictionsError, done_inputs, read_predictions
 
 

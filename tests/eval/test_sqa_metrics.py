@@ -10,7 +10,8 @@ from eval.scholarqabench.accuracy import is_match, score_accuracy
 from eval.scholarqabench.length import score_length
 from eval.scholarqabench.prometheus import build_prompt, score_prometheus
 from eval.scholarqabench.rouge import score_rouge
-from eval.scholarqabench.rubric import RubricScorer, score_length as rubric_length
+from eval.scholarqabench.rubric import RubricScorer
+from eval.scholarqabench.rubric import score_length as rubric_length
 from openscholar.llm.scripted import ScriptedLLM
 
 

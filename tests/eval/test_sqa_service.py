@@ -16,7 +16,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 
 def test_run_through_service_workers_and_resume(small_datastore: Path, shared_data: Path, tmp_path: Path) -> None:
-    from tests.api.conftest import LiveServer, WorkerProcess, load, make_key, redis_available, service_env
+    from tests.api.conftest import (
+        LiveServer,
+        WorkerProcess,
+        load,
+        make_key,
+        redis_available,
+        service_env,
+    )
 
     if not redis_available():
         pytest.skip("Redis is not answering at 127.0.0.1:6379")
