@@ -24,6 +24,14 @@ class EmbedderConfig(BaseModel):
         description="bf16 autocast on CPU is used under auto when it keeps cosine >= 0.999 to fp32 "
         "on a probe batch.",
     )
+    compile_after: int | None = Field(
+        2000,
+        ge=0,
+        description="Bulk passage embedding (datastore builds) switches to the transformer compiled with "
+        "torch.compile once this process has embedded this many passages; the compiled encoder must keep "
+        "cosine >= 0.999 to fp32 on a probe batch or it is dropped, and a failed compile stays eager. "
+        "0 compiles at the first passage batch; None never compiles. Queries always run eager.",
+    )
     max_tokens: int | None = Field(
         None, ge=8, description="Token budget per passage; None uses the model's max_seq_length."
     )

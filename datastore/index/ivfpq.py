@@ -19,6 +19,9 @@ from datastore.errors import DatastoreError
 from datastore.index.base import as_queries, clean, empty_result, register
 
 
+TRAIN_POINTS_PER_LIST = 64
+
+
 def _pick_m(dim: int, wanted: int) -> int:
     for m in range(min(wanted, dim), 0, -1):
         if dim % m == 0:
@@ -59,8 +62,10 @@ class IVFPQIndex:
         m = _pick_m(self.dim, self.config.m)
         quantizer = faiss.IndexFlatIP(self.dim)
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
-        # Train on a sample: k-means cost grows with n, quality saturates at ~256 points per list.
-        sample = x if n <= nlist * 256 else x[np.random.default_rng(0).choice(n, nlist * 256, replace=False)]
+        # Train on a sample: k-means cost grows with n x nlist while centroid quality is already
+        # good at 64 points per list (FAISS warns below 39); 256 made a 1M build take ~4x longer.
+        cap = nlist * TRAIN_POINTS_PER_LIST
+        sample = x if n <= cap else x[np.sort(np.random.default_rng(0).choice(n, cap, replace=False))]
         index.train(sample)
         index.add(x)
         index.nprobe = self.config.nprobe
