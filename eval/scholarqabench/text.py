@@ -18,10 +18,12 @@ CITATION = re.compile(r"\[(\d+)")
 # Abbreviations a scientific text is full of; used only when NLTK's trained English Punkt
 # parameters (the `punkt_tab` data package) are not installed, so that "et al." or "e.g."
 # does not end a sentence. The report names which splitter ran.
-_ABBREVIATIONS = (
-    "al e.g i.e etc fig figs eq eqs vs cf approx ca no nos vol dr mr mrs ms prof st jr sr inc ltd co "
-    "corp dept univ resp ref refs sec sect suppl tab u.s u.k ph.d m.d b.sc m.sc"
-).split()  # noqa: SIM905 - a word list reads better as one string
+_ABBREVIATIONS = [
+    "al", "e.g", "i.e", "etc", "fig", "figs", "eq", "eqs", "vs", "cf", "approx", "ca", "no", "nos",
+    "vol", "dr", "mr", "mrs", "ms", "prof", "st", "jr", "sr", "inc", "ltd", "co", "corp", "dept",
+    "univ", "resp", "ref", "refs", "sec", "sect", "suppl", "tab", "u.s", "u.k", "ph.d", "m.d",
+    "b.sc", "m.sc",
+]
 
 
 def remove_citations(text: str) -> str:
