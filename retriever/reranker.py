@@ -132,9 +132,19 @@ def load_cross_encoder(path: str) -> tuple[Any, Any]:
 
         meta = json.loads((directory / RERANKER_META).read_text(encoding="utf-8"))
         base_path = resolve_base_model(meta["base_model"])
-        base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
-        model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
         tokenizer = AutoTokenizer.from_pretrained(base_path)
+        if meta.get("kind") == "lora-cross-cosine":
+            from safetensors.torch import load_file
+            from transformers import AutoModel
+
+            from retriever.cross_cosine import HEAD_FILE, CrossCosineModel
+
+            encoder = PeftModel.from_pretrained(AutoModel.from_pretrained(base_path), str(directory)).merge_and_unload()
+            model = CrossCosineModel(encoder)
+            model.load_head(load_file(str(directory / HEAD_FILE)))
+        else:
+            base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
+            model = PeftModel.from_pretrained(base, str(directory)).merge_and_unload()
     else:
         model = AutoModelForSequenceClassification.from_pretrained(str(directory) if directory.is_dir() else path)
         tokenizer = AutoTokenizer.from_pretrained(str(directory) if directory.is_dir() else path)

@@ -1,4 +1,4 @@
-"""Train the default cross-encoder reranker: LoRA + a scoring head over the base MiniLM, on CPU.
+"""Train the default cross-encoder reranker: LoRA over the base MiniLM with a cosine head, on CPU.
 
 Data (all honest, recorded in a manifest with input hashes):
 - BEIR SciFact *train* claims -> their gold abstracts (passages of the gold paper) as positives,
@@ -9,7 +9,8 @@ Data (all honest, recorded in a manifest with input hashes):
 Test qrels and test queries are never read; the manifest lists every query id used, so a test can
 prove it.
 
-Training is listwise: each query's positive competes with its negatives in one softmax. Only the
+Training is listwise: each query's positive competes with its negatives in one softmax. The model
+(`retriever.cross_cosine`) scores by a cosine so it starts as good as the bi-encoder. Only the
 top layers carry LoRA adapters, so the frozen bottom layers run without autograd (cheaper on CPU).
 """
 
@@ -48,8 +49,8 @@ class RerankerTrainConfig:
     queries_per_step: int = 8
     epochs: int = 1
     max_train_queries: int | None = None
-    lr: float = 1e-3
-    head_lr: float = 3e-3
+    lr: float = 5e-4
+    head_lr: float = 1e-2
     lora_r: int = 16
     lora_alpha: int = 32
     trainable_layers: int = 2
@@ -203,8 +204,10 @@ def train_cross_encoder(
     import numpy as np
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoTokenizer
 
+    from retriever.cross_cosine import HEAD_FILE, CrossCosineModel
     from retriever.reranker import resolve_base_model
 
     random.seed(cfg.seed)
@@ -214,17 +217,18 @@ def train_cross_encoder(
         torch.set_num_threads(cfg.threads)
     base_path = resolve_base_model(cfg.base_model)
     tok = AutoTokenizer.from_pretrained(base_path)
-    base = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1)
-    n_layers = int(base.config.num_hidden_layers)
+    encoder = AutoModel.from_pretrained(base_path)
+    n_layers = int(encoder.config.num_hidden_layers)
     top = list(range(max(0, n_layers - cfg.trainable_layers), n_layers))
     lora = LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0, target_modules=["query", "key", "value", "dense"],
-        layers_to_transform=top, modules_to_save=["classifier", "pooler"], task_type="SEQ_CLS",
+        layers_to_transform=top,
     )
-    model = get_peft_model(base, lora)
-    head = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" in n]
-    adapters = [p for n, p in model.named_parameters() if p.requires_grad and "modules_to_save" not in n]
-    opt = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}], weight_decay=0.01)
+    peft_encoder = get_peft_model(encoder, lora)
+    model = CrossCosineModel(peft_encoder)
+    adapters = [p for p in peft_encoder.parameters() if p.requires_grad]
+    head = [model.scale, model.bias]
+    opt = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}], weight_decay=0.0)
     order = [g for _ in range(cfg.epochs) for g in random.Random(cfg.seed).sample(groups, len(groups))]
     steps = math.ceil(len(order) / cfg.queries_per_step)
     warmup = max(1, steps // 10)
@@ -267,10 +271,11 @@ def train_cross_encoder(
             iterator.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out_dir))
+    peft_encoder.save_pretrained(str(out_dir))
+    save_file(model.head_state(), str(out_dir / HEAD_FILE))
     (out_dir / "README.md").unlink(missing_ok=True)  # peft's generic model card; the manifest says more
     _strip_local_paths(out_dir / ADAPTER_CONFIG, cfg.base_model)
-    meta = {"base_model": cfg.base_model, "max_tokens": cfg.max_tokens, "kind": "lora-cross-encoder"}
+    meta = {"base_model": cfg.base_model, "max_tokens": cfg.max_tokens, "kind": "lora-cross-cosine"}
     (out_dir / RERANKER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return {
         "steps": steps,
@@ -279,6 +284,7 @@ def train_cross_encoder(
         "loss_first20": round(float(np.mean(losses[:20])), 4) if losses else None,
         "loss_last20": round(float(np.mean(losses[-20:])), 4) if losses else None,
         "torch_threads": torch.get_num_threads(),
+        "scale": round(float(model.scale.detach()), 3),
     }
 
 

@@ -1,0 +1,117 @@
+"""The reranker: protocol contract, the trained default beats no reranking on held-out claims,
+training writes a loadable adapter with a manifest, and the shipped manifest proves no test data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from datastore.datastore import Datastore
+from datastore.models import Passage
+from eval.beir import documents_of, ndcg_at
+from openscholar.retrieval import PACKAGED_RERANKER
+from retriever.config import RerankerConfig, RetrievalConfig
+from retriever.dense import DenseRetriever
+from retriever.errors import ModelUnavailable
+from retriever.facade import Retriever
+from retriever.protocols import Hit
+from retriever.reranker import CrossEncoderReranker, Reranker
+from retriever.sparse import open_sparse
+from retriever.train_reranker import Group, RerankerTrainConfig, held_out_queries, train_cross_encoder, write_manifest
+from tests.conftest import SCIFACT, read_qrels
+
+needs_artifact = pytest.mark.skipif(
+    not (PACKAGED_RERANKER / "adapter_config.json").is_file(), reason="no packaged reranker (run `openscholar train reranker`)"
+)
+
+
+@pytest.fixture(scope="module")
+def reranker() -> CrossEncoderReranker:
+    return CrossEncoderReranker(RerankerConfig(max_tokens=192), PACKAGED_RERANKER).warm_up()
+
+
+def _hit(pid: int, title: str, text: str, score: float) -> Hit:
+    return Hit(Passage(pid, f"p{pid}", title, text), score, {"fusion": score})
+
+
+@needs_artifact
+def test_rerank_contract(reranker: CrossEncoderReranker) -> None:
+    assert isinstance(reranker, Reranker)
+    hits = [
+        _hit(1, "Wind turbines", "Offshore wind farms change local bird migration routes.", 0.9),
+        _hit(2, "Vitamin D and bone", "Vitamin D supplementation reduced fracture risk in older women.", 0.5),
+        _hit(3, "Graphene", "Graphene oxide membranes filter ions.", 0.7),
+    ]
+    out = reranker.rerank("Vitamin D supplements prevent fractures in elderly women.", hits)
+    assert sorted(h.passage.passage_id for h in out) == [1, 2, 3]
+    assert out[0].passage.passage_id == 2  # the only relevant passage moves up from last
+    assert [h.score for h in out] == sorted((h.score for h in out), reverse=True)
+    assert all(h.scores["rerank"] == h.score and "fusion" in h.scores for h in out)
+    assert [h.passage.passage_id for h in reranker.rerank("vitamin D fractures", hits, k=1)] == [2]
+    assert reranker.rerank("anything", []) == []
+
+
+def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailable) as exc:
+        CrossEncoderReranker(RerankerConfig(), tmp_path / "nothing-here").warm_up()
+    assert "openscholar train reranker" in exc.value.hint
+
+
+@needs_artifact
+def test_reranker_beats_no_reranking_on_held_out_claims(small_datastore: Path, embedder, scifact_subset: dict, reranker: CrossEncoderReranker) -> None:
+    """The 40 claims of the fixture are train claims the reranker never saw (held out as dev)."""
+    manifest = json.loads((PACKAGED_RERANKER / "manifest.json").read_text())
+    assert set(scifact_subset["claims"]) <= set(manifest["held_out_dev_query_ids"])
+    ds = Datastore.open(small_datastore)
+    cfg = RetrievalConfig(top_k=10, candidates=50, max_per_paper=1)
+    cfg.reranker.candidates = 10
+    plain = Retriever(cfg, dense=DenseRetriever(ds, embedder), sparse=open_sparse(ds, cfg.sparse))
+    reranked = Retriever(cfg, dense=plain.dense, sparse=plain.sparse, reranker=reranker)
+    qrels = scifact_subset["qrels"]
+    base = [ndcg_at(documents_of(plain.search(c, 10)), qrels[q]) for q, c in scifact_subset["claims"].items()]
+    rr = [ndcg_at(documents_of(reranked.search(c, 10)), qrels[q]) for q, c in scifact_subset["claims"].items()]
+    assert sum(rr) / len(rr) > sum(base) / len(base)
+
+
+def test_training_writes_a_loadable_adapter_and_manifest(tmp_path: Path) -> None:
+    rng = random.Random(0)
+    topics = ["vitamin D fractures", "graphene ion sieving", "malaria vaccine efficacy", "bird migration wind farms"]
+    groups = [
+        Group(f"q{i}", "toy", f"claim about {t}", f"A study of {t}.", [f"A study of {topics[(i + 1) % 4]}."])
+        for i, t in enumerate(topics)
+    ]
+    cfg = RerankerTrainConfig(max_tokens=32, negatives=1, queries_per_step=2, dev_queries=0, seed=rng.randint(0, 9))
+    out = tmp_path / "rr"
+    training = train_cross_encoder(groups, cfg, out, progress=False)
+    manifest = write_manifest(out, cfg, groups, [], [], training)
+    assert training["steps"] == 2 and manifest["pairs"] == 8
+    assert manifest["query_ids_by_source"] == {"toy": ["q0", "q1", "q2", "q3"]}
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == cfg.base_model
+    scores = CrossEncoderReranker(RerankerConfig(), out).score("claim about graphene", ["A study of graphene.", "x"])
+    assert scores.shape == (2,) and all(abs(s) < 1e3 for s in scores)
+
+
+@needs_artifact
+def test_shipped_manifest_proves_no_test_data() -> None:
+    manifest = json.loads((PACKAGED_RERANKER / "manifest.json").read_text())
+    test_qrels = read_qrels(SCIFACT / "qrels" / "test.tsv")
+    train_qrels = read_qrels(SCIFACT / "qrels" / "train.tsv")
+    test_hash = hashlib.sha256((SCIFACT / "qrels" / "test.tsv").read_bytes()).hexdigest()
+    hashes = {h for rec in manifest["inputs"] for h in rec["files"].values()}
+    paths = [p for rec in manifest["inputs"] for p in rec["files"]]
+    assert test_hash not in hashes
+    assert not any(p.endswith("test.tsv") or "scifact_test" in p for p in paths)
+    train_hash = hashlib.sha256((SCIFACT / "qrels" / "train.tsv").read_bytes()).hexdigest()
+    assert train_hash in hashes
+    used = {q for ids in manifest["query_ids_by_source"].values() for q in ids}
+    beir_ids = set(manifest["query_ids_by_source"]["beir-train"])
+    assert beir_ids and beir_ids <= set(train_qrels)
+    assert not used & set(test_qrels)
+    assert not beir_ids & set(manifest["held_out_dev_query_ids"])
+    assert manifest["held_out_dev_query_ids"] == held_out_queries(list(train_qrels), manifest["config"]["dev_queries"])
+    for name, digest in manifest["artifact_sha256"].items():
+        assert hashlib.sha256((PACKAGED_RERANKER / name).read_bytes()).hexdigest() == digest
