@@ -88,7 +88,7 @@ class IVFPQIndex:
                 continue
             order = np.argsort(cand)  # sorted reads are kinder to the page cache
             cand = cand[order]
-            exact = np.asarray(self.vectors[cand], dtype=np.float32) @ q[row]
+            exact = _dot_rows(self.vectors[cand], q[row])
             top = np.argsort(-exact, kind="stable")[:k]
             out_s[row, : len(top)] = exact[top]
             out_i[row, : len(top)] = cand[top]
@@ -114,3 +114,19 @@ class IVFPQIndex:
         ivf = faiss.extract_index_ivf(self.index)
         code = ivf.code_size
         return self.ntotal * (code + 8) + ivf.nlist * self.dim * 4
+
+
+def _dot_rows(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``rows @ query`` in fp32 for fp16 (or fp32) rows.
+
+    numpy widens float16 one element at a time (~2 ns each: 0.4 ms for 500 x 384, most of a
+    query's time); torch's vectorized cast does it ~6x faster. torch is a core dependency (the
+    embedder), imported lazily so that opening a datastore does not pay for it.
+    """
+    if rows.dtype == np.float16:
+        try:
+            import torch
+        except ImportError:  # pragma: no cover - torch is a core dependency
+            return np.asarray(rows, dtype=np.float32) @ query
+        return (torch.from_numpy(np.ascontiguousarray(rows)).float() @ torch.from_numpy(query)).numpy()
+    return np.asarray(rows, dtype=np.float32) @ query
