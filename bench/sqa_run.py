@@ -27,16 +27,20 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=None)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--out-dir", default="bench/results/sqa_preds")
+    ap.add_argument("--interleave", action="store_true",
+                    help="Question by question, every mode (so a stopped run still compares modes on the same questions).")
     args = ap.parse_args()
     settings = load_settings()
     spec = task_spec(args.task)
     examples = load_task(spec.name, args.input, settings.corpus.scholarqabench_dir)
     engine = Engine.from_settings(settings)
-    for mode in args.modes:
-        out = Path(args.out_dir) / f"{spec.name}_{mode}.jsonl"
-        summary = run_predictions(engine, spec, examples, out, mode=mode, resume=True, limit=args.limit,
-                                  max_tokens=args.max_tokens)
-        print(json.dumps(summary.to_dict()), flush=True)
+    limits = range(1, (args.limit or len(examples)) + 1) if args.interleave else [args.limit]
+    for limit in limits:
+        for mode in args.modes:
+            out = Path(args.out_dir) / f"{spec.name}_{mode}.jsonl"
+            summary = run_predictions(engine, spec, examples, out, mode=mode, resume=True, limit=limit,
+                                      max_tokens=args.max_tokens, progress=not args.interleave)
+            print(json.dumps(summary.to_dict()), flush=True)
 
 
 if __name__ == "__main__":

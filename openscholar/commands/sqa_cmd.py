@@ -118,7 +118,7 @@ def score(
     for label, path, items in loaded:
         result = score_predictions(spec, items, judge=attribution, judge_llm=judge_llm, examples=examples,
                                    prometheus_rubrics=rubric_path, threshold=threshold, progress=progress)
-        entries.append(run_entry(label, path, result))
+        entries.append(run_entry(label, path, result, items))
     report = build_report(spec.name, entries)
     if save is not None:
         save_report(report, save, save.with_suffix(".md"))
