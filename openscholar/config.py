@@ -46,6 +46,9 @@ class PipelineConfig(BaseModel):
         None, description="Hits scoring below this are dropped before generation (None keeps all)."
     )
     max_passage_words: int = Field(400, ge=16, description="Passages longer than this are cut when prompted.")
+    refuse_unsupported: bool = Field(
+        True, description="When verification finds no sentence supported, say so instead of returning the draft."
+    )
 
 
 class CitationConfig(BaseModel):

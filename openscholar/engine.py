@@ -105,8 +105,7 @@ class Engine:
 
     def warm_up(self) -> None:
         """Load every model and open the datastore now rather than on the first request."""
-        self.retriever()
-        for part in (self.llm, self.judge if self.settings.citations.verify else None):
+        for part in (self.embedder, self.retriever(), self.llm, self.judge if self.settings.citations.verify else None):
             warm = getattr(part, "warm_up", None)
             if callable(warm):
                 warm()

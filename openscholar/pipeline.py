@@ -296,9 +296,13 @@ def run_pipeline(
                     removed=sum(len(x.removed) for x in sentences), attributed=sum(x.attributed for x in sentences))
     answer.judge = getattr(judge, "name", "") if judge is not None else ""
     answer.text, answer.sentences = checked, sentences
+    if judge is not None and s.pipeline.refuse_unsupported and sentences and not any(x.supported for x in sentences):
+        # Nothing the model wrote is backed by a passage: say so rather than return an invention.
+        answer.text, answer.no_evidence = prompts.UNSUPPORTED, True
+        run.trace[-1].detail["refused"] = True
     answer.verdict = verdict_of(options.task, checked)
     answer.passages = list(refs_in_play.values())
-    cited = {c for x in sentences for c in x.citations}
+    cited = set() if answer.no_evidence else {c for x in sentences for c in x.citations}
     answer.references = [r for i, r in refs_in_play.items() if i in cited]
     return _finish(answer, run, t_start)
 

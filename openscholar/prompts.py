@@ -125,6 +125,10 @@ NO_EVIDENCE = (
     "I could not find passages in the datastore that are relevant to this question, so I cannot "
     "answer it from the literature."
 )
+UNSUPPORTED = (
+    "The passages I found do not support an answer to this question: none of the statements I could "
+    "write was backed by them, so I will not give one."
+)
 
 
 def format_passage(index: int, title: str, text: str) -> str:

@@ -1,7 +1,7 @@
 """A scripted LLM: fixed replies or a function, for testing the loop's control flow and offline demos.
 
-With no script it still answers sensibly and deterministically: an answer built from the first
-sentences of the prompt's references, each cited (so [0] is always cited when any passage is
+With no script it still answers sensibly and deterministically: an answer built from the sentence
+of each of the first three references that best matches the question, each cited (so [0] is always cited when any passage is
 shown), no feedback, an edit that returns the answer unchanged, and a word-overlap support verdict.
 """
 
@@ -18,7 +18,7 @@ Reply = str | Callable[[list[dict[str, str]]], "str | None"]
 
 _REF = re.compile(r"^\[(\d+)\] Title: (.*?) Text: (.*)$", re.MULTILINE)
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("a an the of in on and or to is are was were be for with by as at from that this it its".split())
+_STOP = frozenset(["a", "an", "the", "of", "in", "on", "and", "or", "to", "is", "are", "was", "were", "be", "for", "with", "by", "as", "at", "from", "that", "this", "it", "its"])
 
 
 class ScriptedLLM:
@@ -77,7 +77,9 @@ def default_reply(kind: str | None, messages: list[dict[str, str]]) -> str:
     refs = [(int(i), title, text) for i, title, text in _REF.findall(user)]
     if not refs:
         return "The references do not answer this question; I found no relevant evidence."
-    sentences = [f"{_first_sentence(text).rstrip('.')} [{i}]." for i, _, text in refs[:3]]
+    asked = re.search(r"\n(?:Question|Claim): (.*)\n", user)
+    words = _content_words(asked.group(1)) if asked else set()
+    sentences = [f"{_best_sentence(text, words).rstrip('.')} [{i}]." for i, _, text in refs[:3]]
     body = " ".join(sentences)
     if kind == "claim":
         return f"True. {body}"
@@ -86,10 +88,11 @@ def default_reply(kind: str | None, messages: list[dict[str, str]]) -> str:
     return body
 
 
-def _first_sentence(text: str) -> str:
-    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", text.strip(), maxsplit=1)
-    words = parts[0].split()
-    return " ".join(words[:40])
+def _best_sentence(text: str, question_words: set[str]) -> str:
+    """The passage sentence sharing the most words with the question (the first on ties), <= 40 words."""
+    parts = [p for p in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9])", text.strip()) if p.strip()] or [text]
+    best = max(range(len(parts)), key=lambda i: (len(_content_words(parts[i]) & question_words), -i))
+    return " ".join(parts[best].split()[:40])
 
 
 def _content_words(text: str) -> set[str]:

@@ -223,3 +223,14 @@ def test_parse_feedback_formats():
         ("Discuss limits.", None),
     ]
     assert parse_feedback("Feedback: none") == []
+
+
+def test_answer_with_no_supported_sentence_is_refused(shared_engine, scifact_subset):
+    from openscholar.prompts import UNSUPPORTED
+
+    question = sorted(scifact_subset["claims"].values())[0]
+    reply = "Penguins build nests out of volcanic glass on Mars [0]. Quantum bananas sing at dawn [1]."
+    answer = shared_engine.with_llm(ScriptedLLM([reply])).answer(question, AnswerOptions(feedback=False))
+    assert answer.text == UNSUPPORTED and answer.no_evidence and answer.references == []
+    assert len(answer.sentences) == 2 and not any(s.supported for s in answer.sentences)
+    assert answer.trace[-1].detail["refused"] is True
