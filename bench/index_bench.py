@@ -252,6 +252,11 @@ def best_config(rows: list[dict], max_bytes: float = 64, min_recall: float = 0.9
     return min(ok, key=lambda r: r["p50_ms"]) if ok else None
 
 
+def _save(results: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="synthetic base vectors")
@@ -284,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             d = bench_dataset("scifact", base, queries, args, work)
             d["description"] = desc
             results["datasets"].append(d)
+            _save(results, args.out)  # partial results survive a later kill
         if not args.skip_synthetic:
             t = time.perf_counter()
             base, queries = synthetic(args.n, args.queries)
@@ -297,8 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         d["meets_target"] = best_config(d["rows"])
         print(f"\n{d['name']}: best configuration meeting R@10>=0.98, <=64 B/vector, p50<=2 ms: {d['meets_target']}")
     results["load_avg_at_end"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
+    _save(results, args.out)
     print(f"wrote {args.out}")
 
     from bench.projection import project

@@ -25,7 +25,7 @@ class EmbedderConfig(BaseModel):
         "on a probe batch.",
     )
     compile_after: int | None = Field(
-        2000,
+        4096,
         ge=0,
         description="Bulk passage embedding (datastore builds) switches to the transformer compiled with "
         "torch.compile once this process has embedded this many passages; the compiled encoder must keep "

@@ -103,10 +103,15 @@ def test_query_and_passage_prefixes(embedder, prefixed):
     assert prefixed.embed([]).shape == (0, 384)
 
 
-def test_compile_waits_for_bulk_work(embedder, prefixed):
-    # queries and small jobs never trigger a compile; the default waits for 2,000 passages
-    assert embedder.config.compile_after == 2000
-    assert not embedder.uses_compile and embedder._embedded < 2000
+def test_compile_waits_for_bulk_work(embedder, prefixed, passages):
+    # queries and small jobs never trigger a compile; the default waits for a build-sized job
+    assert EmbedderConfig().compile_after == 4096
+    fresh = SentenceTransformerEmbedder(EmbedderConfig(compile_after=len(passages) + 1))
+    fresh._model, fresh._dim, fresh._max_tokens, fresh._bf16 = (
+        embedder._model, embedder.dim, embedder.max_tokens, embedder.uses_bf16)
+    fresh.encode_queries(passages)
+    fresh.embed(passages)
+    assert fresh._embedded == len(passages) and fresh._compiled is None and not fresh.uses_compile
     assert not prefixed.uses_compile and prefixed._compiled is None
 
 
