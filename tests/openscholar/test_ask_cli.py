@@ -96,7 +96,7 @@ def test_ask_json_with_smollm2_on_a_real_datastore(small_datastore: Path, scifac
         [sys.executable, "-m", "openscholar.cli", "ask", claim, "--datastore", str(small_datastore), "--json",
          "--llm", "transformers", "--no-feedback", "--top-k", "3", "--max-tokens", "96"],
         capture_output=True, text=True, timeout=900, cwd=REPO,
-        env=_env(OPENSCHOLAR_RETRIEVAL__PIPELINE="dense"),
+        env=_env(OPENSCHOLAR_RETRIEVAL__PIPELINE="dense", OPENSCHOLAR_CITATIONS__JUDGE="trained"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads(proc.stdout)

@@ -230,7 +230,13 @@ def test_answer_with_no_supported_sentence_is_refused(shared_engine, scifact_sub
 
     question = sorted(scifact_subset["claims"].values())[0]
     reply = "Penguins build nests out of volcanic glass on Mars [0]. Quantum bananas sing at dawn [1]."
-    answer = shared_engine.with_llm(ScriptedLLM([reply])).answer(question, AnswerOptions(feedback=False))
+    from openscholar.engine import Engine
+
+    settings = shared_engine.settings.model_copy(deep=True)
+    settings.pipeline.refuse_unsupported = True
+    engine = Engine(settings, llm=ScriptedLLM([reply]))
+    engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
+    answer = engine.answer(question, AnswerOptions(feedback=False))
     assert answer.text == UNSUPPORTED and answer.no_evidence and answer.references == []
     assert len(answer.sentences) == 2 and not any(s.supported for s in answer.sentences)
     assert answer.trace[-1].detail["refused"] is True
