@@ -64,9 +64,12 @@ def feedback_with_retrieval(messages: list[dict[str, str]]) -> str | None:
     return f"Feedback: Add more supporting evidence.\nQuestion: {question} evidence"
 
 
-def bench_pipeline(settings: Any, qs: list[str], pipeline: str) -> dict[str, Any]:
+def bench_pipeline(settings: Any, qs: list[str], pipeline: str, judge: str) -> dict[str, Any]:
     from openscholar.engine import AnswerOptions, Engine
     from openscholar.llm.scripted import ScriptedLLM
+
+    settings = settings.model_copy(deep=True)
+    settings.citations.judge = judge
 
     engine = Engine.from_settings(settings, llm=ScriptedLLM(fn=feedback_with_retrieval))
     t0 = time.perf_counter()
@@ -116,7 +119,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-scifact", type=int, default=10)
     ap.add_argument("--n-sqa", type=int, default=10)
-    ap.add_argument("--pipelines", default="dense,hybrid+rerank")
+    ap.add_argument("--configs", default="dense:lexical,hybrid+rerank:lexical,dense:trained",
+                    help="pipeline:judge pairs for part 1")
     ap.add_argument("--llm-questions", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=160)
     ap.add_argument("--skip-llm", action="store_true")
@@ -133,11 +137,12 @@ def main() -> None:
         "questions": len(qs),
         "pipeline_without_llm": [],
     }
-    for pipeline in args.pipelines.split(","):
+    for config in args.configs.split(","):
+        pipeline, judge = config.split(":")
         try:
-            r = bench_pipeline(settings, qs, pipeline)
+            r = bench_pipeline(settings, qs, pipeline, judge)
         except Exception as exc:  # noqa: BLE001 - a missing model for one pipeline is reported, not fatal
-            r = {"pipeline": pipeline, "error": f"{type(exc).__name__}: {exc}"}
+            r = {"pipeline": pipeline, "judge": judge, "error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(r), flush=True)
         result["pipeline_without_llm"].append(r)
     if not args.skip_llm:

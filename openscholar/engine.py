@@ -128,27 +128,7 @@ class Engine:
         return run_pipeline(self, question, options or AnswerOptions(), on_event=on_event, should_cancel=should_cancel)
 
 
-class _DenseFallback:
-    """The dense path of the spine, shaped like ``build_retriever``'s result (until that lands)."""
-
-    def __init__(self, engine: Engine) -> None:
-        from openscholar.components import dense_retriever
-
-        self._dense = dense_retriever(engine.settings, engine.datastore, engine.embedder)
-
-    def retrieve(self, query: str, k: int) -> Any:
-        return _Retrieved(self._dense.search(query, k), None)
-
-
-class _Retrieved:
-    def __init__(self, hits: list[Hit], routing: Any) -> None:
-        self.hits = hits
-        self.routing = routing
-
-
 def _build_retriever(engine: Engine, pipeline: str) -> Any:
-    try:
-        from openscholar.retrieval import build_retriever  # type: ignore[attr-defined]
-    except ImportError:
-        return _DenseFallback(engine)
+    from openscholar.retrieval import build_retriever
+
     return build_retriever(engine.settings, engine.datastore, pipeline, embedder=engine.embedder)
