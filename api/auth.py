@@ -31,6 +31,11 @@ class Principal:
     key_hash: str
     admin: bool = False
 
+    @property
+    def owner(self) -> str:
+        """What jobs and batches are filed under: the key itself (by hash), not its reusable name."""
+        return self.key_hash[:32] if self.key_hash else self.name
+
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()

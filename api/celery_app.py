@@ -65,8 +65,11 @@ def configure(settings: Settings) -> Celery:
     svc = settings.service
     broker = broker_url(settings)
     if _settings is not None and broker_url(_settings) != broker:
+        # Connection and producer pools are cached per app: drop those of the old broker, or messages
+        # would still go there (several deployments in one process: tests, benchmarks).
         celery.close()
-        celery._pool = None  # the connection pool is cached per app: drop the one for the old broker
+        celery._pool = None
+        celery.amqp._producer_pool = None
     transport_options: dict[str, Any] = {}
     if broker.startswith(("redis://", "rediss://")):
         transport_options = {
@@ -145,5 +148,5 @@ def _warm_worker(**_: Any) -> None:
     try:
         engine().warm_up()
         log.warning("worker process %d: engine warm in %.1f s", os.getpid(), time.perf_counter() - start)
-    except Exception:  # noqa: BLE001 - a broken model must not kill the pool; jobs report the error
+    except Exception:
         log.exception("warming up the engine failed; jobs will retry loading it")

@@ -49,4 +49,4 @@ Caller = Annotated[Principal, Depends(caller)]
 
 def visible(job: Job | None, principal: Principal) -> bool:
     """A job is visible to the key that created it (and to the admin token)."""
-    return job is not None and (principal.admin or job.owner == principal.name)
+    return job is not None and (principal.admin or job.owner == principal.owner)

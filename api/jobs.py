@@ -241,7 +241,7 @@ class SQLiteJobStore(JobStore):
             self.db.execute("BEGIN IMMEDIATE")
             return self.db
 
-        def __exit__(self, exc_type: Any, *_: Any) -> None:
+        def __exit__(self, exc_type: Any, *_: object) -> None:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
     def _tx(self) -> SQLiteJobStore._Tx:

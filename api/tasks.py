@@ -47,7 +47,7 @@ class _Heartbeat:
         self._thread.start()
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def __exit__(self, *_: object) -> None:
         self._stop.set()
 
 

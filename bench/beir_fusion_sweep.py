@@ -61,27 +61,31 @@ def main() -> None:
         grid = [FusionConfig(method="rrf", rrf_k=k, dense_weight=w, sparse_weight=1.0) for k, w in itertools.product([10, 30, 60, 100], [0.5, 0.75, 1.0, 1.5, 2.0])]
         grid += [FusionConfig(method="interpolation", dense_weight=w, sparse_weight=1.0) for w in [0.5, 1.0, 1.5, 2.0, 3.0]]
         results = []
+        if reranker is not None:
+            grid = []
         for cfg in grid:
             fused = {q: Fusion(cfg).fuse(a, b) for q, a, b in zip(qids, d, s)}
             results.append((score(fused, qrels)["ndcg@10"], cfg.method, cfg.rrf_k, cfg.dense_weight))
         results.sort(reverse=True)
-        print(split, "fusion top 8:", results[:8], flush=True)
-        print(split, "rrf k=60 w=1:", next(r for r in results if r[1:] == ("rrf", 60, 1.0)), flush=True)
+        if results:
+            print(split, "fusion top 8:", results[:8], flush=True)
+            print(split, "rrf k=60 w=1:", next(r for r in results if r[1:] == ("rrf", 60, 1.0)), flush=True)
         if reranker is None:
             continue
         fused = {q: Fusion(FusionConfig()).fuse(a, b) for q, a, b in zip(qids, d, s)}
         t0 = time.perf_counter()
         logits = {q: reranker.score(queries[q], [f"{h.passage.title}. {h.passage.text}" for h in fused[q][: args.window]]) for q in qids}
         print(split, f"rerank scoring {time.perf_counter() - t0:.0f}s for {len(qids)} queries", flush=True)
-        for w in [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]:
+        for window, w in itertools.product(sorted({10, args.window}), [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]):
             runs = {}
             for q in qids:
-                head, tail = fused[q][: args.window], fused[q][args.window:]
+                head, tail = fused[q][:window], fused[q][window:]
                 z = lambda x: (x - x.mean()) / (x.std() or 1.0)  # noqa: E731
-                final = z(logits[q]) + w * z(np.array([h.score for h in head])) if w else logits[q]
+                lg = logits[q][: len(head)]
+                final = z(lg) + w * z(np.array([h.score for h in head])) if w else lg
                 order = np.argsort(-final, kind="stable")
                 runs[q] = [head[i] for i in order] + tail
-            print(split, f"rerank w={w}", score(runs, qrels), flush=True)
+            print(split, f"rerank window={window} w={w}", score(runs, qrels), flush=True)
 
 
 if __name__ == "__main__":

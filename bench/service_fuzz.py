@@ -20,7 +20,8 @@ from typing import Any
 def fuzz(url: str, key: str, examples: int, seed: int = 0) -> dict[str, Any]:
     """Run ``examples`` generated requests per operation; returns counts by status and any 5xx."""
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, seed as hseed, settings
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import seed as hseed
 
     if not url.startswith(("http://127.", "http://localhost", "http://[::1]")):
         raise SystemExit("refusing to fuzz a non-loopback address")

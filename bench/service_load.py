@@ -132,7 +132,7 @@ def main() -> None:
     report["in_process_c1"] = summary(lat1, min(20.0, args.duration))
     latc, _ = run_threads(direct, args.concurrency, args.duration, qs)
     report["in_process"] = summary(latc, args.duration)
-    del engine
+    engine = None  # free the in-process models before the server loads its own
     print(json.dumps(report, indent=2), flush=True)
 
     # 2. HTTP.

@@ -34,7 +34,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from service_llm_stub import StubServer  # noqa: E402
+from service_llm_stub import StubServer
 
 
 def free_port() -> int:
@@ -187,7 +187,7 @@ def redis_restart(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         batch = c.post("/v1/batches", json={"questions": qs, "options": {"feedback": False}}).json()
         t0 = time.monotonic()
         time.sleep(args.down_after)
-        subprocess.run(["redis-cli", "-p", str(port), "shutdown"], capture_output=True)
+        subprocess.run(["redis-cli", "-p", str(port), "shutdown"], capture_output=True, check=False)
         redis.wait(10)
         down_until = time.monotonic() + args.down_for
         while time.monotonic() < down_until:

@@ -97,14 +97,14 @@ async def create_batch(request: Request, rt: Rt, principal: Caller) -> BatchCrea
     for item in batch.questions:
         q = item if isinstance(item, QuestionRequest) else QuestionRequest(question=item, options=batch.options)
         jobs.append(new_job(rt, q, principal, batch_id))
-    await enqueue(rt, jobs, batch_id, principal.name)
+    await enqueue(rt, jobs, batch_id, principal.owner)
     return BatchCreated(id=batch_id, total=len(jobs), links={
         "self": f"/v1/batches/{batch_id}", "results": f"/v1/batches/{batch_id}/results"})
 
 
 async def _batch(rt: Any, batch_id: str, principal: Any) -> dict[str, Any]:
     info = await run_in_threadpool(rt.store.batch, batch_id)
-    if info is None or not (principal.admin or info.get("owner") == principal.name):
+    if info is None or not (principal.admin or info.get("owner") == principal.owner):
         raise NotFound(f"no batch {batch_id!r}", hint="batch ids come from POST /v1/batches")
     return info
 

@@ -38,7 +38,7 @@ def new_job(rt: Runtime, body: QuestionRequest, principal: Principal, batch_id: 
         raise InvalidRequest(f"unknown retrieval pipeline {body.options.pipeline!r}",
                              hint=f"use one of: {', '.join(known)}")
     return Job(id=new_id("job"), question=question, options=body.options.model_dump(mode="json", exclude_none=True),
-               owner=principal.name, batch_id=batch_id)
+               owner=principal.owner, batch_id=batch_id)
 
 
 async def enqueue(rt: Runtime, jobs: list[Job], batch_id: str | None = None, owner: str = "") -> None:

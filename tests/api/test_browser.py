@@ -15,7 +15,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @pytest.fixture(scope="module")
-def browser():  # noqa: ANN201
+def browser():
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (apt-get install -y chromium)")
@@ -25,7 +25,7 @@ def browser():  # noqa: ANN201
         b.close()
 
 
-def test_ask_watch_steps_open_citation_copy_bibtex(browser, service: dict, tmp_path: Path) -> None:  # noqa: ANN001
+def test_ask_watch_steps_open_citation_copy_bibtex(browser, service: dict, tmp_path: Path) -> None:
     context = browser.new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=service["url"])
     page = context.new_page()
@@ -62,7 +62,7 @@ def test_ask_watch_steps_open_citation_copy_bibtex(browser, service: dict, tmp_p
     context.close()
 
 
-def test_bad_key_shows_the_error(browser, service: dict) -> None:  # noqa: ANN001
+def test_bad_key_shows_the_error(browser, service: dict) -> None:
     page = browser.new_page()
     page.goto(service["url"] + "/")
     page.fill("#api-key", "osk_wrong")

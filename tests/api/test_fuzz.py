@@ -14,8 +14,9 @@ pytestmark = pytest.mark.redis
 
 def test_generated_requests_get_no_server_errors(service: dict) -> None:
     pytest.importorskip("schemathesis")
-    from api.app import create_app
     from service_fuzz import fuzz
+
+    from api.app import create_app
 
     env = {**service["env"], "OPENSCHOLAR_SERVICE__ANSWER_DEADLINE_S": "0.2"}
     server = LiveServer(create_app(load(env), engine=service["app"].state.runtime.engine, warm=False)).start()

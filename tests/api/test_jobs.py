@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from api.auth import hash_key
 from tests.api.conftest import Client, LiveServer, load
 
 pytestmark = pytest.mark.redis
@@ -73,7 +74,7 @@ def test_cancel_a_queued_job(service: dict, alice: Client) -> None:
     # Queue the job without a worker seeing it first: store it directly, then cancel via the API.
     from api.jobs import Job, new_id
 
-    job = Job(id=new_id("job"), question=QUESTION, owner="alice")
+    job = Job(id=new_id("job"), question=QUESTION, owner=hash_key(service["keys"]["alice"])[:32])
     store().create([job])
     resp = alice.delete(f"/v1/jobs/{job.id}")
     assert resp.status_code == 200 and resp.json()["status"] == "cancelled"
@@ -124,14 +125,15 @@ def test_batch_json_and_jsonl(alice: Client, scifact_subset: dict) -> None:
     assert all(r["status"] == "succeeded" and r["result"]["references"] for r in rows)
 
 
-def test_batch_results_are_partial_while_running(alice: Client) -> None:
+def test_batch_results_are_partial_while_running(service: dict, alice: Client) -> None:
     from api.celery_app import store
     from api.jobs import Job, new_id
 
+    owner = hash_key(service["keys"]["alice"])[:32]
     # A batch whose jobs no worker has seen: finish one by hand, the other stays queued.
     batch_id = new_id("batch")
-    jobs = [Job(id=new_id("job"), question=f"q{i}?", owner="alice", batch_id=batch_id) for i in range(2)]
-    store().create(jobs, batch_id, "alice")
+    jobs = [Job(id=new_id("job"), question=f"q{i}?", owner=owner, batch_id=batch_id) for i in range(2)]
+    store().create(jobs, batch_id, owner)
     store().update(jobs[1].id, status="succeeded", result={"text": "done [0]"})
     state = alice.get(f"/v1/batches/{batch_id}").json()
     assert state["counts"] == {"queued": 1, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0}

@@ -17,12 +17,20 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import Client, LiveServer, WorkerProcess, free_port, load, make_key, service_env
+from tests.api.conftest import (
+    Client,
+    LiveServer,
+    WorkerProcess,
+    free_port,
+    load,
+    make_key,
+    service_env,
+)
 
 pytestmark = pytest.mark.redis
 
 
-def _stub(port: int, delay: float):  # noqa: ANN202
+def _stub(port: int, delay: float):
     from service_llm_stub import StubServer
 
     return StubServer(port, delay).start()
@@ -87,7 +95,7 @@ def test_worker_killed_mid_job_loses_nothing(stub_service: dict) -> None:
 
     c: Client = stub_service["client"]
     stub_service["stub"].delay_s = 0.8
-    a, b = stub_service["workers"]
+    a, _ = stub_service["workers"]
     ids = [c.post("/v1/jobs", json={"question": f"Does exercise {i} reduce blood pressure?",
                                     "options": {"feedback": False}}).json()["id"] for i in range(8)]
     # Wait until worker a is running one of them, then SIGKILL it whole (parent and pool process).
@@ -155,6 +163,7 @@ def test_redis_restart_during_a_batch(small_datastore: Path, tmp_path: Path) -> 
             if resp.status_code == 200 and (state := resp.json())["done"]:
                 break
             time.sleep(0.5)
+        Path("/tmp/redis_worker.log").write_text(worker.log_path.read_text())
         assert state.get("counts", {}).get("succeeded") == 10, (state, worker.log_path.read_text()[-4000:])
         server.stop()
     finally:
