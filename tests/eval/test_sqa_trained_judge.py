@@ -11,6 +11,8 @@ from eval.judges import JudgeError, build_attribution_judge
 from eval.scholarqabench.citations import Entailment, score_citations
 from eval.scholarqabench.loaders import load_task
 
+pytestmark = pytest.mark.slow  # loads the trained judge and scores ~16 pairs: minutes on a shared CPU
+
 
 def test_trained_judge_prefers_gold_citations(shared_data: Path) -> None:
     from openscholar.settings import load_settings
@@ -20,7 +22,7 @@ def test_trained_judge_prefers_gold_citations(shared_data: Path) -> None:
         judge.score([("warm up", "warm up")])
     except (JudgeError, ImportError, FileNotFoundError) as exc:
         pytest.skip(f"trained support judge not available here: {exc}")
-    examples = [ex for ex in load_task("scifact", root=shared_data / "scholarqabench") if ex.answer == "true"][:12]
+    examples = [ex for ex in load_task("scifact", root=shared_data / "scholarqabench") if ex.answer == "true"][:8]
     gold = [{"input": ex.input, "output": "True [0].", "ctxs": ex.gold_ctxs} for ex in examples]
     wrong = [{"input": ex.input, "output": "True [0].", "ctxs": examples[(i + 1) % len(examples)].gold_ctxs}
              for i, ex in enumerate(examples)]
