@@ -82,6 +82,7 @@ def score(
     save: Path = typer.Option(None, "--save", help="Write the report JSON here and the markdown table beside it."),
     threshold: float = typer.Option(0.5, "--threshold", min=0, max=1, help="Judge score that counts as entailed."),
     progress: bool = typer.Option(False, "--progress", help="Show progress bars."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Score only the first N predictions of each file."),
 ) -> None:
     """Score predictions as ScholarQABench defines each metric; reports name their judges."""
     from eval.judges import build_attribution_judge
@@ -96,7 +97,7 @@ def score(
     for spec_arg in predictions:
         label, _, file = spec_arg.rpartition("=") if "=" in spec_arg else ("", "", spec_arg)
         runs.append((label or Path(file).stem, Path(file)))
-    loaded = [(label, path, read_predictions(path)) for label, path in runs]  # validate all before scoring
+    loaded = [(label, path, read_predictions(path)[:limit]) for label, path in runs]  # validate all first
     examples = None
     try:
         examples = load_task(spec.name, data, _root(s))
