@@ -122,9 +122,15 @@ def main() -> None:
     _, sims, _ = router.route(texts)
     ds_choice = names[int(sims.mean(axis=0).argmax())]
     add("DatasetRouter", router.encode_with(ds_choice, texts), f"one expert for all: {ds_choice}")
+    from router.encoder import RouterQueryEncoder
+
+    paper = RouterQueryEncoder(router.backbone, router.experts_dir, bf16=router._bf16, weighting="uniform")
+    qv_paper = paper.encode_queries(texts)
+    picks_paper = Counter(d["expert"] for d in qv_paper.details)
+    add("router-uniform", qv_paper.vectors, "paper's plain mean over pilots: " + ", ".join(f"{k} {v}" for k, v in picks_paper.most_common()))
     qv = router.encode_queries(texts)
     picks = Counter(d["expert"] for d in qv.details)
-    add("router", qv.vectors, "per-query routing: " + ", ".join(f"{k} {v}" for k, v in picks.most_common()))
+    add("router", qv.vectors, f"{router.weighting}-weighted pilots: " + ", ".join(f"{k} {v}" for k, v in picks.most_common()))
 
     # Latency: single-query encode calls, interleaved base/router, after warm-up.
     lat_texts = texts[: args.latency_queries]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -44,6 +45,13 @@ class RouterConfig(BaseModel):
     pilot_queries: int = Field(
         200, ge=1, description="Training queries per domain kept (seeded sample) to compute pilot embeddings from."
     )
+    pilot_weighting: Literal["count", "uniform"] = Field(
+        "count",
+        description="How an expert's pilot similarities are averaged at query time: 'uniform' is the "
+        "paper's plain mean over its pilots; 'count' weights each pilot by the pilot queries it stands "
+        "for, so a one-query pilot does not outvote a 176-query one (chosen on held-out TRAIN queries, "
+        "see docs/router_report.md).",
+    )
     pilot_k: int = Field(10, ge=1, description="Cutoff of the per-query nDCG that decides each pilot query's best expert.")
     training: ExpertTrainingConfig = Field(default_factory=ExpertTrainingConfig)
 
@@ -52,6 +60,6 @@ def resolve_experts_dir(config: RouterConfig, cache_dir: Path) -> Path:
     """The experts directory a RouterConfig names (see ``experts_dir``)."""
     if config.experts_dir is not None:
         return Path(config.experts_dir).expanduser()
-    if (PACKAGED_EXPERTS / "pilots.json").is_file():
+    if (PACKAGED_EXPERTS / "pilots.json").is_file() or any(PACKAGED_EXPERTS.glob("*/manifest.json")):
         return PACKAGED_EXPERTS
     return Path(cache_dir).expanduser() / "experts"

@@ -39,6 +39,7 @@ class RouterQueryEncoder:
         experts: Sequence[str] | None = None,
         bf16: bool | Callable[[], bool] = False,
         batch_size: int = 64,
+        weighting: str = "count",
     ) -> None:
         self.backbone = backbone
         self.model_id = backbone.model_name
@@ -46,6 +47,9 @@ class RouterQueryEncoder:
         self.only = list(experts) if experts is not None else None
         self._bf16 = bf16
         self.batch_size = batch_size
+        if weighting not in ("count", "uniform"):
+            raise ValueError(f"weighting must be 'count' or 'uniform', not {weighting!r}")
+        self.weighting = weighting
         self._lock = threading.Lock()
         self._ready = False
         self._experts: dict[str, Expert] = {}
@@ -53,6 +57,7 @@ class RouterQueryEncoder:
         self._names: list[str] = []
         self._pilot_vecs = np.zeros((0, 0), np.float32)
         self._pilot_owner = np.zeros(0, np.int64)
+        self._pilot_count = np.zeros(0, np.float32)
 
     # -- loading --------------------------------------------------------------------------------
     def warm_up(self) -> RouterQueryEncoder:
@@ -89,7 +94,7 @@ class RouterQueryEncoder:
             if callable(self._bf16):  # the base embedder's decision, made once it is loaded
                 self._bf16 = bool(self._bf16())
             self._names = names
-            self._pilot_vecs, self._pilot_owner = pilots.matrix(names)
+            self._pilot_vecs, self._pilot_owner, self._pilot_count = pilots.matrix(names)
             self._ready = True
 
     def _model(self, name: str) -> Any:
@@ -118,13 +123,16 @@ class RouterQueryEncoder:
             return self.backbone.forward(model, batch).float().numpy()
 
     def similarities(self, base_vectors: np.ndarray) -> np.ndarray:
-        """(n, experts) mean cosine of each query's base vector to each expert's pilots."""
+        """(n, experts) mean cosine of each query's base vector to each expert's pilots
+        (weighted by the pilots' query counts under ``weighting="count"``)."""
         self._load()
         q = base_vectors / np.linalg.norm(base_vectors, axis=1, keepdims=True).clip(min=1e-12)
         sims = q @ self._pilot_vecs.T
         out = np.zeros((len(q), len(self._names)), dtype=np.float32)
         for j in range(len(self._names)):
-            out[:, j] = sims[:, self._pilot_owner == j].mean(axis=1)
+            own = self._pilot_owner == j
+            w = self._pilot_count[own] if self.weighting == "count" else np.ones(int(own.sum()), np.float32)
+            out[:, j] = sims[:, own] @ w / w.sum()
         return out
 
     def encode_base(self, texts: Sequence[str]) -> np.ndarray:

@@ -40,4 +40,5 @@ def build_router_encoder(
         experts=router.experts,
         bf16=bf16,
         batch_size=embedder_config.batch_size,
+        weighting=router.pilot_weighting,
     )

@@ -67,14 +67,14 @@ class Pilots:
     def of(self, expert: str) -> list[PilotEntry]:
         return [e for e in self.entries if e.expert == expert]
 
-    def matrix(self, experts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Normalized pilot vectors and each one's expert index (into ``experts``)."""
-        rows = [(experts.index(e.expert), e.vector) for e in self.entries if e.expert in experts]
+    def matrix(self, experts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Normalized pilot vectors, each one's expert index (into ``experts``) and query count."""
+        rows = [(experts.index(e.expert), e.vector, e.count) for e in self.entries if e.expert in experts]
         if not rows:
-            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-        vecs = np.stack([v for _, v in rows]).astype(np.float32)
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32)
+        vecs = np.stack([v for _, v, _ in rows]).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
-        return vecs, np.array([i for i, _ in rows], dtype=np.int64)
+        return vecs, np.array([i for i, _, _ in rows], dtype=np.int64), np.array([c for _, _, c in rows], dtype=np.float32)
 
     def save(self, root: Path) -> Path:
         root.mkdir(parents=True, exist_ok=True)

@@ -170,6 +170,7 @@ def train_expert(
     out = store.root / name
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out / ADAPTER))
+    (out / ADAPTER / "README.md").unlink(missing_ok=True)  # peft's empty model card
     pilot_pairs = sample_pilot_set(pairs, rc.pilot_queries, cfg.seed)
     write_pairs(out / PILOT_SET, pilot_pairs)
 

@@ -37,11 +37,14 @@ def main() -> None:
     ap.add_argument("--datastore", type=Path, default=REPO / ".cache" / "openscholar" / "datastore")
     ap.add_argument("--out", type=Path, default=REPO / "router" / "experts")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--max-steps", type=int, default=None, help="Override router.training.max_steps.")
+    ap.add_argument("--max-seconds", type=float, default=None, help="Override router.training.max_seconds.")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO)
     negatives = CorpusNegatives.from_datastore(Datastore.open(args.datastore))
     backbone = Backbone(DEFAULT_EMBEDDER, threads=args.threads).load()
-    rc = RouterConfig(training=ExpertTrainingConfig(threads=args.threads))
+    overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_seconds": args.max_seconds}.items() if v is not None}
+    rc = RouterConfig(training=ExpertTrainingConfig(threads=args.threads, **overrides))
     store = ExpertStore(args.out)
     for name in args.names:
         e = train_from_file(

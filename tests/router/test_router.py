@@ -98,6 +98,7 @@ def test_passage_vectors_identical_with_and_without_router(
     ids = [p.passage_id for p in passages]
     texts = [p.embed_text for p in passages]
     before = embedder.embed(texts)
+    stored_before = ds.vectors(list(range(ds.manifest.passages)))
     compute_pilots(backbone, planted.experts(), corpus.vectors, corpus.lookup).save(planted.root)
     enc = RouterQueryEncoder(backbone, planted.root, bf16=embedder.uses_bf16).warm_up()
     assert isinstance(enc, QueryEncoder)
@@ -108,10 +109,29 @@ def test_passage_vectors_identical_with_and_without_router(
     assert all(len(h) == 5 for h in hits)
     after = embedder.embed(texts)
     assert np.array_equal(before, after)  # loading/merging adapters left the base untouched
-    np.testing.assert_allclose(ds.vectors(ids), after, atol=1e-6)
+    stored_after = Datastore.open(small_datastore).vectors(list(range(ds.manifest.passages)))
+    assert np.array_equal(stored_before, stored_after)  # the datastore's passage side is untouched
+    cos = np.sum(ds.vectors(ids) * after, axis=1)
+    assert float(cos.min()) > 0.999  # and it is the base embedder's passage vectors
     # Only the query side moves: a wrecked expert's query vectors differ, the base's do not.
     q_base = backbone.encode(claims)
     np.testing.assert_allclose(RouterQueryEncoder(backbone, planted.root).encode_with("claims", claims), q_base, atol=1e-5)
     q_broken = backbone.encode_with(backbone.merged_expert(planted.get("broken").adapter_dir), claims)
     assert float(np.min(np.sum(q_broken * q_base, axis=1))) < 0.9
     np.testing.assert_allclose(backbone.encode(claims), q_base, atol=1e-6)
+
+
+def test_pilot_weighting_count_vs_uniform(planted: ExpertStore, backbone) -> None:
+    from router.pilots import PilotEntry
+
+    e1, e2 = np.zeros(384, np.float32), np.zeros(384, np.float32)
+    e1[0], e2[1] = 1.0, 1.0
+    Pilots(backbone.model_name, 10, "", [
+        PilotEntry("claims", "claims", 100, e1), PilotEntry("cs", "claims", 1, -e1),
+        PilotEntry("cs", "cs", 10, 0.6 * e1 + 0.8 * e2),
+    ]).save(planted.root)
+    q = e1[None, :]
+    uniform = RouterQueryEncoder(backbone, planted.root, weighting="uniform").similarities(q)[0]
+    count = RouterQueryEncoder(backbone, planted.root, weighting="count").similarities(q)[0]
+    np.testing.assert_allclose(uniform, [0.0, 0.6], atol=1e-6)  # the paper's mean: one stray pilot cancels 100
+    np.testing.assert_allclose(count, [99 / 101, 0.6], atol=1e-6)
