@@ -42,11 +42,12 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--max-tokens", type=int, default=192)
     ap.add_argument("--report-test", action="store_true")
+    ap.add_argument("--test-only", action="store_true", help="Only the test figures of settings chosen on dev.")
     args = ap.parse_args()
     queries = load_queries(SCIFACT / "queries.jsonl")
     train = load_qrels(SCIFACT / "qrels" / "train.tsv")
-    splits = {"dev": {q: train[q] for q in held_out_queries(list(train), 100)}}
-    if args.report_test:
+    splits = {} if args.test_only else {"dev": {q: train[q] for q in held_out_queries(list(train), 100)}}
+    if args.report_test or args.test_only:
         splits["test"] = load_qrels(SCIFACT / "qrels" / "test.tsv")
     ds = Datastore.open(args.datastore)
     dense = DenseRetriever(ds, SentenceTransformerEmbedder())

@@ -87,3 +87,30 @@ def test_max_per_paper_bound_through_the_facade(long_paper_store: Path, embedder
 def test_a_retriever_needs_a_first_stage() -> None:
     with pytest.raises(ValueError):
         Retriever(RetrievalConfig())
+
+
+def test_build_retriever_wires_each_pipeline(small_datastore: Path, embedder, tmp_path: Path) -> None:
+    import shutil
+
+    from openscholar.errors import ConfigError
+    from openscholar.indexing import refresh_derived_indexes
+    from openscholar.retrieval import build_retriever
+    from openscholar.settings import Settings
+
+    root = tmp_path / "ds"
+    shutil.copytree(small_datastore, root, ignore=shutil.ignore_patterns("sparse"))
+    settings = Settings()
+    assert refresh_derived_indexes(settings, root) == ["bm25s"]
+    assert (root / "sparse" / "bm25s" / "stamp.json").is_file() and not (root / "sparse" / "lucene").exists()
+    bm25 = build_retriever(settings, root, "bm25")
+    assert bm25.dense is None and bm25.sparse is not None and bm25.reranker is None
+    hybrid = build_retriever(settings, root, "hybrid", embedder=embedder)
+    assert hybrid.dense is not None and hybrid.sparse is not None and hybrid.reranker is None
+    assert hybrid.dense.encoder is embedder
+    hits = hybrid.search("vitamin D", 5)
+    assert len(hits) == 5 and all("fusion" in h.scores for h in hits)
+    with pytest.raises(ConfigError) as unknown:
+        build_retriever(settings, root, "splade")
+    assert "hybrid+rerank" in unknown.value.hint
+    with pytest.raises(ConfigError):
+        build_retriever(settings, root, "router")
