@@ -41,7 +41,7 @@ def _passage_store_bytes_per_passage(datastore: Path = REPO / ".cache" / "opensc
     try:
         manifest = json.loads((datastore / "manifest.json").read_text())
         size = sum(f.stat().st_size for f in datastore.glob("shard-*/passages.sqlite"))
-        return size / max(1, int(manifest["passages"]))
+        return size / max(1, sum(int(s["count"]) for s in manifest["shards"]))
     except (OSError, KeyError, ValueError):
         return 1050.0  # measured on the default datastore (10.8 MB / 10,283 passages)
 
