@@ -29,8 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from retriever.config import EmbedderConfig  # noqa: E402
-from retriever.st_embedder import SentenceTransformerEmbedder, resolve_model_path  # noqa: E402
+from retriever.config import EmbedderConfig
+from retriever.st_embedder import SentenceTransformerEmbedder, resolve_model_path
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact" / "corpus.jsonl"
 

@@ -31,10 +31,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datastore.config import HNSWConfig, IVFPQConfig  # noqa: E402
-from datastore.index.flat import FlatIndex  # noqa: E402
-from datastore.index.hnsw import HNSWIndex  # noqa: E402
-from datastore.index.ivfpq import IVFPQIndex  # noqa: E402
+from datastore.config import HNSWConfig, IVFPQConfig
+from datastore.index.flat import FlatIndex
+from datastore.index.hnsw import HNSWIndex
+from datastore.index.ivfpq import IVFPQIndex
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact"
 DEFAULT_DATASTORE = REPO / ".cache" / "openscholar" / "datastore"

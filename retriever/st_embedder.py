@@ -37,7 +37,8 @@ _PROBE = [
     "A randomized controlled trial of vitamin D supplementation in older adults with low bone density.",
     "Graphene oxide membranes show selective ion transport under an applied electric field.",
     # a passage-length probe: long inputs are where low precision drifts most
-    "Microstructural development of human newborn cerebral white matter assessed in vivo by "
+    (
+        "Microstructural development of human newborn cerebral white matter assessed in vivo by "
     "diffusion tensor magnetic resonance imaging. Alterations of the architecture of cerebral white "
     "matter in the developing human brain can affect cortical development and result in functional "
     "disabilities. A line scan diffusion-weighted magnetic resonance imaging (MRI) sequence with "
@@ -49,7 +50,8 @@ _PROBE = [
     "high, 1.8 microm2/ms, and decreased toward term to 1.2 microm2/ms. In the posterior limb of the "
     "internal capsule, the mean apparent diffusion coefficients at both times were similar (1.2 versus "
     "1.1 microm2/ms). Relative anisotropy was higher the closer birth was to term with greater absolute "
-    "values in the internal capsule than in the central white matter.",
+    "values in the internal capsule than in the central white matter."
+    ),
 ]
 
 
@@ -206,7 +208,7 @@ class SentenceTransformerEmbedder:
             ref = self._encode(_PROBE, bf16=False)
             with _frozen():
                 got = self._encode(_PROBE, bf16=self.uses_bf16, backbone=compiled)
-        except Exception as exc:  # no C++ compiler, unsupported op, ...: eager is always correct
+        except Exception as exc:  # noqa: BLE001  (no C++ compiler, unsupported op...: eager is always right)
             log.warning("torch.compile of the embedder failed, staying eager: %s: %s", type(exc).__name__, exc)
             self.compile_report = {"used": False, "reason": f"{type(exc).__name__}: {exc}"[:300]}
             return False

@@ -18,7 +18,6 @@ from datastore.config import IVFPQConfig
 from datastore.errors import DatastoreError
 from datastore.index.base import as_queries, clean, empty_result, register
 
-
 TRAIN_POINTS_PER_LIST = 64
 
 
