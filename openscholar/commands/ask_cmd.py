@@ -52,7 +52,7 @@ class StepDisplay:
             self.live.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.live is not None:
             self.live.update(self._table())
             self.live.__exit__(*exc)

@@ -148,7 +148,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     script: list[tuple[int, dict, dict]] = []
     hits: list[dict] = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).hits.append(body)
         status, headers, payload = type(self).script.pop(0) if type(self).script else (500, {}, {})
