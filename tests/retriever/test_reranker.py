@@ -17,7 +17,7 @@ from openscholar.retrieval import PACKAGED_RERANKER
 from retriever.config import RerankerConfig, RetrievalConfig
 from retriever.dense import DenseRetriever
 from retriever.errors import ModelUnavailable
-from retriever.facade import Retriever
+from retriever.fusion import Fusion
 from retriever.protocols import Hit
 from retriever.reranker import CrossEncoderReranker, Reranker
 from retriever.sparse import open_sparse
@@ -31,7 +31,7 @@ needs_artifact = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def reranker() -> CrossEncoderReranker:
-    return CrossEncoderReranker(RerankerConfig(max_tokens=192), PACKAGED_RERANKER).warm_up()
+    return CrossEncoderReranker(RerankerConfig(), PACKAGED_RERANKER).warm_up()
 
 
 def _hit(pid: int, title: str, text: str, score: float) -> Hit:
@@ -41,16 +41,18 @@ def _hit(pid: int, title: str, text: str, score: float) -> Hit:
 @needs_artifact
 def test_rerank_contract(reranker: CrossEncoderReranker) -> None:
     assert isinstance(reranker, Reranker)
+    # Equal first-stage scores: the order can only come from the reranker.
     hits = [
-        _hit(1, "Wind turbines", "Offshore wind farms change local bird migration routes.", 0.9),
+        _hit(1, "Wind turbines", "Offshore wind farms change local bird migration routes.", 0.5),
         _hit(2, "Vitamin D and bone", "Vitamin D supplementation reduced fracture risk in older women.", 0.5),
-        _hit(3, "Graphene", "Graphene oxide membranes filter ions.", 0.7),
+        _hit(3, "Graphene", "Graphene oxide membranes filter ions.", 0.5),
     ]
     out = reranker.rerank("Vitamin D supplements prevent fractures in elderly women.", hits)
     assert sorted(h.passage.passage_id for h in out) == [1, 2, 3]
     assert out[0].passage.passage_id == 2  # the only relevant passage moves up from last
     assert [h.score for h in out] == sorted((h.score for h in out), reverse=True)
-    assert all(h.scores["rerank"] == h.score and "fusion" in h.scores for h in out)
+    assert all("rerank" in h.scores and h.scores["fusion"] == 0.5 for h in out)
+    assert [h.scores["rerank"] for h in out] == sorted((h.scores["rerank"] for h in out), reverse=True)
     assert [h.passage.passage_id for h in reranker.rerank("vitamin D fractures", hits, k=1)] == [2]
     assert reranker.rerank("anything", []) == []
 
@@ -67,13 +69,19 @@ def test_reranker_beats_no_reranking_on_held_out_claims(small_datastore: Path, e
     manifest = json.loads((PACKAGED_RERANKER / "manifest.json").read_text())
     assert set(scifact_subset["claims"]) <= set(manifest["held_out_dev_query_ids"])
     ds = Datastore.open(small_datastore)
-    cfg = RetrievalConfig(top_k=10, candidates=50, max_per_paper=1)
-    cfg.reranker.candidates = 10
-    plain = Retriever(cfg, dense=DenseRetriever(ds, embedder), sparse=open_sparse(ds, cfg.sparse))
-    reranked = Retriever(cfg, dense=plain.dense, sparse=plain.sparse, reranker=reranker)
+    claims = list(scifact_subset["claims"].items())
+    texts = [c for _, c in claims]
+    # First stages in one batch (cheap), then the hybrid ranking with and without reranking its top 10.
+    dense = DenseRetriever(ds, embedder).search_batch(texts, 50)
+    sparse = open_sparse(ds, RetrievalConfig().sparse).search_batch(texts, 50)
     qrels = scifact_subset["qrels"]
-    base = [ndcg_at(documents_of(plain.search(c, 10)), qrels[q]) for q, c in scifact_subset["claims"].items()]
-    rr = [ndcg_at(documents_of(reranked.search(c, 10)), qrels[q]) for q, c in scifact_subset["claims"].items()]
+    base, rr = [], []
+    for (qid, claim), d, s in zip(claims, dense, sparse, strict=True):
+        fused = Fusion().fuse(d, s)
+        reranked = reranker.rerank(claim, fused[:10]) + fused[10:]
+        assert {h.passage.passage_id for h in reranked[:10]} == {h.passage.passage_id for h in fused[:10]}
+        base.append(ndcg_at(documents_of(fused), qrels[qid]))
+        rr.append(ndcg_at(documents_of(reranked), qrels[qid]))
     assert sum(rr) / len(rr) > sum(base) / len(base)
 
 
