@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -77,7 +77,7 @@ def _unavailable(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class JobStore:
+class JobStore(Protocol):
     """Interface of both backends."""
 
     ttl_s: int
@@ -135,7 +135,7 @@ class RedisJobStore(JobStore):
         pipe.execute()
 
     @staticmethod
-    def _decode(raw: dict[bytes, bytes]) -> Job | None:
+    def _decode(raw: Any) -> Job | None:
         if not raw or b"id" not in raw:
             return None
         return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
@@ -178,11 +178,12 @@ class RedisJobStore(JobStore):
 
     @_unavailable
     def batch(self, batch_id: str) -> dict[str, Any] | None:
-        raw = self._r.hgetall(self._k("batch", batch_id))
+        raw: Any = self._r.hgetall(self._k("batch", batch_id))
         if not raw:
             return None
         info = {k.decode(): json.loads(v) for k, v in raw.items()}
-        info["job_ids"] = [j.decode() for j in self._r.lrange(self._k("batch", batch_id, "jobs"), 0, -1)]
+        ids: Any = self._r.lrange(self._k("batch", batch_id, "jobs"), 0, -1)
+        info["job_ids"] = [j.decode() for j in ids]
         return info
 
     @_unavailable

@@ -52,7 +52,7 @@ class QuestionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(min_length=1, description="The question (at most service.max_question_chars).")
-    options: Options = Field(default_factory=Options, description="Pipeline options.")
+    options: Options = Field(default_factory=Options, description="Pipeline options.")  # type: ignore[arg-type]
 
 
 class BatchRequest(BaseModel):
@@ -61,7 +61,8 @@ class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     questions: list[str | QuestionRequest] = Field(min_length=1, description="The questions.")
-    options: Options = Field(default_factory=Options, description="Options for plain-string questions.")
+    options: Options = Field(default_factory=Options,  # type: ignore[arg-type]
+                              description="Options for plain-string questions.")
 
 
 class ErrorInfo(BaseModel):

@@ -31,6 +31,11 @@ def _datastore(rt: Runtime) -> str:
     return f"open ({n} passages)" if isinstance(n, int) else "open"
 
 
+def _store(rt: Runtime) -> str:
+    rt.store.ping()
+    return "reachable"
+
+
 def _broker(rt: Runtime) -> str:
     from api.celery_app import celery
 
@@ -57,7 +62,7 @@ def _llm(rt: Runtime) -> str:
 def readiness(rt: Runtime) -> dict[str, dict[str, Any]]:
     return {
         "datastore": _check(lambda: _datastore(rt)),
-        "job_store": _check(lambda: (rt.store.ping(), "reachable")[1]),
+        "job_store": _check(lambda: _store(rt)),
         "broker": _check(lambda: _broker(rt)),
         "llm": _check(lambda: _llm(rt)),
     }

@@ -93,7 +93,8 @@ async def answer(body: QuestionRequest, rt: Rt, principal: Caller) -> JSONRespon
     current = job
     while time.monotonic() < deadline:
         await asyncio.sleep(POLL_S)
-        current = await run_in_threadpool(rt.store.get, job.id) or current
+        latest = await run_in_threadpool(rt.store.get, job.id)
+        current = latest or current
         if current.status == "succeeded" and current.result is not None:
             return JSONResponse(current.result, headers={"X-Job-Id": job.id})
         if current.status in ("failed", "cancelled"):
