@@ -112,5 +112,3 @@ def test_build_retriever_wires_each_pipeline(small_datastore: Path, embedder, tm
     with pytest.raises(ConfigError) as unknown:
         build_retriever(settings, root, "splade")
     assert "hybrid+rerank" in unknown.value.hint
-    with pytest.raises(ConfigError):
-        build_retriever(settings, root, "router")
