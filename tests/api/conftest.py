@@ -59,6 +59,7 @@ def service_env(datastore: Path, cache_dir: Path, **extra: str) -> dict[str, str
         "OPENSCHOLAR_SERVICE__VISIBILITY_TIMEOUT_S": "6",
         "OPENSCHOLAR_SERVICE__RETRY_BACKOFF_S": "0.5",
         "OPENSCHOLAR_SERVICE__ANSWER_DEADLINE_S": "20",
+        "OPENSCHOLAR_SERVICE__JOB_TTL_S": "3600",  # keep the shared Redis clean
     }
     env.update(extra)
     return env
