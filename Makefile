@@ -13,7 +13,7 @@ datastore: setup
 	else $(OS) datastore build --default; fi
 
 demo: datastore
-	$(OS) search "$(QUESTION)" -k 5
+	$(OS) ask "$(QUESTION)" --no-feedback --markdown
 
 test: setup
 	bash scripts/test.sh
