@@ -78,3 +78,31 @@ def test_loaders(tmp_path: Path) -> None:
     assert load_queries(tmp_path / "q.jsonl") == {"1": "a claim", "2": "b"}
     assert load_qrels(tmp_path / "qrels.tsv") == {"1": {"10": 1, "11": 0}, "2": {"12": 2}}
     assert evaluate_run({}, load_qrels(tmp_path / "qrels.tsv"))["queries"] == 2
+
+
+def test_eval_beir_command_matches_pytrec_eval(small_datastore: Path, scifact_subset: dict, tmp_path: Path) -> None:
+    """`openscholar eval beir --pipeline bm25 --json` on the small datastore: keys and values."""
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    from typer.testing import CliRunner
+
+    from openscholar.cli import app
+
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in scifact_subset["claims"].items()))
+    qrels_path = tmp_path / "qrels.tsv"
+    qrels = scifact_subset["qrels"]
+    qrels_path.write_text("query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{d}\t{r}\n" for q, ds in qrels.items() for d, r in ds.items()))
+    run_out = tmp_path / "run.json"
+    result = CliRunner().invoke(app, [
+        "eval", "beir", "--datastore", str(small_datastore), "--queries", str(queries), "--qrels", str(qrels_path),
+        "--pipeline", "bm25", "--json", "--no-progress", "--run-out", str(run_out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert {"ndcg@10", "recall@100", "mrr@10", "latency_p50_ms"} <= set(summary) and summary["queries"] == 40
+    run = json.loads(run_out.read_text())
+    assert all(len(set(docs)) == len(docs) <= 100 for docs in run.values())
+    scored = {q: {d: float(len(docs) - i) for i, d in enumerate(docs)} for q, docs in run.items()}
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(scored)
+    assert summary["ndcg@10"] == pytest.approx(sum(r["ndcg_cut_10"] for r in ref.values()) / len(qrels), abs=1e-4)
+    assert summary["ndcg@10"] > 0.6  # BM25 on SciFact claims over 400 abstracts
