@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import time
 from pathlib import Path
 
@@ -81,7 +80,7 @@ def main() -> None:
             runs = {}
             for q in qids:
                 head, tail = fused[q][:window], fused[q][window:]
-                z = lambda x: (x - x.mean()) / (x.std() or 1.0)  # noqa: E731
+                z = lambda x: (x - x.mean()) / (x.std() or 1.0)
                 lg = logits[q][: len(head)]
                 final = z(lg) + w * z(np.array([h.score for h in head])) if w else lg
                 order = np.argsort(-final, kind="stable")

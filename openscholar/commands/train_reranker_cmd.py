@@ -36,7 +36,13 @@ def train_reranker(
     from openscholar.components import build_embedder, open_datastore, scifact_dir
     from retriever.dense import DenseRetriever
     from retriever.sparse import open_sparse
-    from retriever.train_reranker import RerankerTrainConfig, qa_context_groups, scifact_groups, train_cross_encoder, write_manifest
+    from retriever.train_reranker import (
+        RerankerTrainConfig,
+        qa_context_groups,
+        scifact_groups,
+        train_cross_encoder,
+        write_manifest,
+    )
 
     if split == "test":
         raise typer.BadParameter("the reranker is never trained on test qrels", param_hint="--split")

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from datastore.models import Passage
-from eval.beir import documents_of, evaluate_run, load_qrels, load_queries, mrr_at, ndcg_at, recall_at
+from eval.beir import (
+    documents_of,
+    evaluate_run,
+    load_qrels,
+    load_queries,
+    mrr_at,
+    ndcg_at,
+    recall_at,
+)
 from retriever.protocols import Hit
 
 

@@ -21,7 +21,13 @@ from retriever.fusion import Fusion
 from retriever.protocols import Hit
 from retriever.reranker import CrossEncoderReranker, Reranker
 from retriever.sparse import open_sparse
-from retriever.train_reranker import Group, RerankerTrainConfig, held_out_queries, train_cross_encoder, write_manifest
+from retriever.train_reranker import (
+    Group,
+    RerankerTrainConfig,
+    held_out_queries,
+    train_cross_encoder,
+    write_manifest,
+)
 from tests.conftest import SCIFACT, read_qrels
 
 needs_artifact = pytest.mark.skipif(

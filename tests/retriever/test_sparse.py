@@ -69,7 +69,7 @@ class SparseContract:
         assert retriever.search_batch(["qqqzzzxxv", "the of and"], 10) == [[], []]
 
     def test_deleted_paper_disappears_after_rebuild(self, retriever: SparseRetriever, sparse_datastore: Path, scifact_subset: dict) -> None:
-        qid, claim = next(iter(scifact_subset["claims"].items()))
+        claim = next(iter(scifact_subset["claims"].values()))
         top = retriever.search(claim, 1)[0].passage.paper_id
         before = read_stamp(index_dir(sparse_datastore, self.backend))
         delete_papers(sparse_datastore, [top])
