@@ -94,7 +94,11 @@ class RerankerConfig(BaseModel):
 class RetrievalConfig(BaseModel):
     """Which retrieval pipeline answers queries and how many passages reach the reader."""
 
-    pipeline: PipelineName = Field("hybrid+rerank", description="Retrieval pipeline.")
+    pipeline: PipelineName = Field(
+        "hybrid",
+        description="Retrieval pipeline. hybrid (bm25s + dense, RRF) is the default: the shipped reranker is "
+        "under-trained and lowers SciFact nDCG@10 (docs/retrieval_report.md).",
+    )
     top_k: int = Field(10, ge=1, description="Passages returned (to the reader).")
     candidates: int = Field(100, ge=1, description="Candidates each first-stage retriever returns.")
     max_per_paper: int = Field(3, ge=1, description="At most this many passages of one paper are returned.")
