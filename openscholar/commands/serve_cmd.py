@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
@@ -39,17 +38,19 @@ def serve(
     if embedded_worker:
         config = state(ctx).config
         cmd = [sys.executable, "-m", "openscholar.cli", *(["--config", str(config)] if config else []), "worker"]
-        worker = subprocess.Popen(cmd, start_new_session=True)
+        # Same process group as `serve`: a signal to the group (Ctrl-C, a supervisor, a test's
+        # killpg) reaches the worker too, so it can never outlive the API it serves.
+        worker = subprocess.Popen(cmd)
         err.print(f"started an embedded worker (pid {worker.pid})")
     try:
         uvicorn.run(create_app(s), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
         if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
+            worker.terminate()
             try:
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+                worker.kill()
 
 
 def worker(
