@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import json
 import logging
 import shutil
@@ -44,7 +45,7 @@ from datastore.manifest import (
 from datastore.models import Passage
 from datastore.passage_store import PassageStore
 from datastore.shard import VECTORS
-from datastore.sources import Source, open_source
+from datastore.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +195,6 @@ class DatastoreBuilder:
         manifest.save(root)
         return manifest
 
-    def _papers(self, sources: list[Source]) -> Iterator[Any]:
-        for src in sources:
-            yield from src
-
     def _run_batch(self, root: Path, manifest: Manifest, batch_idx: int) -> BuildReport:
         batch = manifest.batches[batch_idx]
         listed = {s.name for s in manifest.shards}
@@ -214,7 +211,7 @@ class DatastoreBuilder:
         buffer: list[tuple[Passage, int]] = []
         papers = 0
         bar = tqdm(desc=f"papers ({root.name})", unit="paper", disable=not self.progress, initial=skip)
-        for paper in self._papers(srcs):
+        for paper in itertools.chain.from_iterable(srcs):
             papers += 1
             if papers <= skip:
                 continue

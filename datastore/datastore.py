@@ -11,7 +11,12 @@ import numpy as np
 from pydantic import ValidationError
 
 from datastore.config import DatastoreConfig
-from datastore.errors import DatastoreCorrupted, DatastoreIncomplete, DatastoreNotFound, EncoderMismatch
+from datastore.errors import (
+    DatastoreCorrupted,
+    DatastoreIncomplete,
+    DatastoreNotFound,
+    EncoderMismatch,
+)
 from datastore.manifest import FORMAT_VERSION, MANIFEST, Manifest
 from datastore.models import Passage
 from datastore.shard import Shard

@@ -52,7 +52,7 @@ def scifact_dir(settings: Settings) -> Path:
     try:
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             archive = Path(tmp) / "scifact.zip"
-            with urllib.request.urlopen(url, timeout=60) as resp, archive.open("wb") as fh:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=60) as resp, archive.open("wb") as fh:
                 shutil.copyfileobj(resp, fh)
             with zipfile.ZipFile(archive) as zf:
                 zf.extractall(tmp)

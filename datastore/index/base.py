@@ -6,7 +6,6 @@ All indexes score by inner product on L2-normalized vectors, i.e. cosine similar
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Protocol, runtime_checkable
 
@@ -39,7 +38,6 @@ class VectorIndex(Protocol):
         ...
 
 
-IndexFactory = Callable[..., VectorIndex]
 _REGISTRY: dict[str, type] = {}
 
 
