@@ -298,7 +298,11 @@ def run_pipeline(
     answer.text, answer.sentences = checked, sentences
     if judge is not None and s.pipeline.refuse_unsupported and sentences and not any(x.supported for x in sentences):
         # Nothing the model wrote is backed by a passage: say so rather than return an invention.
-        answer.text, answer.no_evidence = prompts.UNSUPPORTED, True
+        # A short-form verdict (true/false, yes/no) is kept, flagged as unbacked: it is the answer the
+        # caller asked for, and dropping it would turn a judgement into a non-answer.
+        verdict = verdict_of(options.task, checked)
+        answer.text = prompts.UNSUPPORTED_VERDICT.format(verdict=verdict.capitalize()) if verdict else prompts.UNSUPPORTED
+        answer.no_evidence = True
         run.trace[-1].detail["refused"] = True
     answer.verdict = verdict_of(options.task, checked)
     answer.passages = list(refs_in_play.values())

@@ -129,6 +129,10 @@ UNSUPPORTED = (
     "The passages I found do not support an answer to this question: none of the statements I could "
     "write was backed by them, so I will not give one."
 )
+UNSUPPORTED_VERDICT = (
+    "{verdict}. This verdict is the model's own: none of the passages I found supports it, so it "
+    "carries no citation."
+)
 
 
 def format_passage(index: int, title: str, text: str) -> str:

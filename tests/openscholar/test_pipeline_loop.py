@@ -240,3 +240,20 @@ def test_answer_with_no_supported_sentence_is_refused(shared_engine, scifact_sub
     assert answer.text == UNSUPPORTED and answer.no_evidence and answer.references == []
     assert len(answer.sentences) == 2 and not any(s.supported for s in answer.sentences)
     assert answer.trace[-1].detail["refused"] is True
+
+
+def test_unsupported_claim_keeps_its_verdict(shared_engine, scifact_subset):
+    """A claim answer with no supported sentence keeps its true/false word, flagged as uncited."""
+    from openscholar.engine import Engine
+    from openscholar.prompts import UNSUPPORTED_VERDICT
+
+    question = sorted(scifact_subset["claims"].values())[0]
+    reply = "False. Penguins build nests out of volcanic glass on Mars and sing at dawn [0]."
+    settings = shared_engine.settings.model_copy(deep=True)
+    settings.pipeline.refuse_unsupported = True
+    engine = Engine(settings, llm=ScriptedLLM([reply]))
+    engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
+    answer = engine.answer(question, AnswerOptions(feedback=False, task="claim"))
+    assert answer.text == UNSUPPORTED_VERDICT.format(verdict="False")
+    assert answer.verdict == "false" and answer.no_evidence and answer.references == []
+    assert "[" not in answer.text
