@@ -60,6 +60,11 @@ def test_bf16_decision_follows_the_probe(embedder):
     assert min_cosine(fp32.embed(texts), embedder.embed(texts)) >= 0.999
     if embedder.uses_bf16:  # auto chose bf16: it must be faithful on this machine
         assert min_cosine(embedder._encode(texts, bf16=True), embedder._encode(texts, bf16=False)) >= 0.999
+    # ... and never on a CPU that would emulate it (AVX2-only: ~20x slower than fp32)
+    from retriever.st_embedder import cpu_has_native_bf16
+
+    if cpu_has_native_bf16() is False:
+        assert embedder.uses_bf16 is False
 
 
 def test_vectors_are_normalized(embedder, passages):
