@@ -56,6 +56,7 @@ class RerankerTrainConfig:
     trainable_layers: int = 2
     dev_queries: int = 100
     threads: int = 0
+    max_seconds: float | None = None  # wall-clock cap of the optimizer loop (the manifest records a stop)
 
 
 @dataclass
@@ -269,6 +270,9 @@ def train_cross_encoder(
         losses.append(float(loss.detach()))
         if progress and hasattr(iterator, "set_postfix"):
             iterator.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            log.warning("reranker: stopped at step %d of %d (max_seconds %.0f)", step + 1, steps, cfg.max_seconds)
+            break
     seconds = time.perf_counter() - t0
     out_dir.mkdir(parents=True, exist_ok=True)
     peft_encoder.save_pretrained(str(out_dir))
@@ -278,7 +282,8 @@ def train_cross_encoder(
     meta = {"base_model": cfg.base_model, "max_tokens": cfg.max_tokens, "kind": "lora-cross-cosine"}
     (out_dir / RERANKER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return {
-        "steps": steps,
+        "steps": len(losses),
+        "planned_steps": steps,
         "train_seconds": round(seconds, 1),
         "train_cpu_seconds": round(time.process_time() - cpu0, 1),
         "loss_first20": round(float(np.mean(losses[:20])), 4) if losses else None,

@@ -28,7 +28,13 @@ def train_reranker(
     dev_queries: int = typer.Option(100, "--dev-queries", min=0, help="Train claims held out (first N sorted ids)."),
     max_tokens: int = typer.Option(128, "--max-tokens", min=32, help="Token budget of a training pair."),
     negatives: int = typer.Option(3, "--negatives", min=1, help="Hard negatives per query."),
+    negative_pool: int = typer.Option(12, "--negative-pool", min=1, help="Negatives are sampled from this many top non-gold papers."),
+    trainable_layers: int = typer.Option(2, "--trainable-layers", min=1, help="Top encoder layers that carry LoRA adapters."),
+    lora_r: int = typer.Option(16, "--lora-r", min=1, help="LoRA rank."),
+    lr: float = typer.Option(5e-4, "--lr", min=0.0, help="Learning rate of the LoRA weights."),
+    queries_per_step: int = typer.Option(8, "--queries-per-step", min=1, help="Training queries per optimizer step."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
+    max_seconds: float = typer.Option(None, "--max-seconds", min=1.0, help="Wall-clock cap of the training loop."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
@@ -49,7 +55,9 @@ def train_reranker(
     s = settings(ctx)
     cfg = RerankerTrainConfig(
         seed=seed, epochs=epochs, max_train_queries=max_train_queries, dev_queries=dev_queries,
-        max_tokens=max_tokens, negatives=negatives, threads=threads,
+        max_tokens=max_tokens, negatives=negatives, threads=threads, negative_pool=negative_pool,
+        trainable_layers=trainable_layers, lora_r=lora_r, lr=lr, queries_per_step=queries_per_step,
+        max_seconds=max_seconds,
     )
     out = (out_dir or s.cache_path / "reranker").expanduser()
     beir = (beir_dir or scifact_dir(s)).expanduser()
