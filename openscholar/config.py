@@ -115,6 +115,9 @@ class ServiceConfig(BaseModel):
         900.0, gt=0, description="Redis broker: a job taken by a worker that vanished is redelivered after this."
     )
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `openscholar worker` (each loads models).")
+    embedded_worker_stop_s: float = Field(
+        10.0, gt=0, description="How long `serve`'s embedded worker may take to stop (finish its job) before it is killed."
+    )
     queue: str = Field("openscholar", description="Celery queue the API sends jobs to and workers take them from.")
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
+from types import FrameType
 
 import typer
 
@@ -34,23 +37,92 @@ def serve(
     port = port or s.service.port
     if embedded_worker is None:
         embedded_worker = is_embedded(s)
+    # uvicorn handles SIGTERM itself, but once shut down it re-raises the signal with the handler it
+    # found; with the default one the process dies on the spot and the `finally` below never runs (the
+    # embedded worker was left running). Raising SystemExit instead unwinds through it.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     worker: subprocess.Popen[bytes] | None = None
-    if embedded_worker:
-        config = state(ctx).config
-        cmd = [sys.executable, "-m", "openscholar.cli", *(["--config", str(config)] if config else []), "worker"]
-        # Same process group as `serve`: a signal to the group (Ctrl-C, a supervisor, a test's
-        # killpg) reaches the worker too, so it can never outlive the API it serves.
-        worker = subprocess.Popen(cmd)
-        err.print(f"started an embedded worker (pid {worker.pid})")
     try:
+        if embedded_worker:
+            worker = _start_embedded_worker(state(ctx).config)
+            err.print(f"started an embedded worker (pid {worker.pid})")
         uvicorn.run(create_app(s), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        if worker is not None:
+            _stop_embedded_worker(worker, s.service.embedded_worker_stop_s)
+
+
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _start_embedded_worker(config: object) -> subprocess.Popen[bytes]:
+    """Start `openscholar worker` tied to this process: it stops when `serve` stops, however `serve` ends."""
+    cmd = [sys.executable, "-m", "openscholar.cli", *(["--config", str(config)] if config else []),
+           "worker", "--parent-pid", str(os.getpid())]
+    # Its own process group, so that (1) only `serve` decides when the worker stops: a signal to serve's
+    # group (Ctrl-C, a supervisor) no longer also hits Celery's pool processes directly, which the worker
+    # then restarted in the middle of its shutdown; and (2) `serve` can SIGKILL the worker with its pool
+    # in one call. If `serve` dies without running its `finally` (SIGKILL), the worker's parent-death
+    # signal (set by `--parent-pid`) stops it.
+    return subprocess.Popen(cmd, process_group=0)
+
+
+def _stop_embedded_worker(worker: subprocess.Popen[bytes], stop_s: float) -> None:
+    """SIGTERM (Celery's warm shutdown), then SIGKILL to the worker's whole group if it is still there."""
+    if worker.poll() is not None:
+        return
+    # The main process only: its warm shutdown stops the pool processes itself.
+    worker.terminate()
+    try:
+        # The worker kills itself stop_s after a shutdown starts (see _exit_with_parent); the margin
+        # covers its start-up, before that timer can be armed.
+        worker.wait(stop_s + 5)
+    except subprocess.TimeoutExpired:
+        _kill_group(worker)
+    except BaseException:  # a second Ctrl-C or SIGTERM while waiting: stop waiting, kill, go on exiting
+        _kill_group(worker)
+        raise
+
+
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    # Only while the worker (the group's leader) is unreaped, so the group id cannot name anyone else.
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    worker.wait()
+
+
+def _exit_with_parent(parent_pid: int, stop_s: float) -> None:
+    """Make this worker go away with `serve` (its parent), and within stop_s of being told to stop.
+
+    Linux only (PR_SET_PDEATHSIG); elsewhere `serve`'s own shutdown still stops the worker.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    # PR_SET_PDEATHSIG = 1: the kernel sends SIGTERM to this process when its parent exits, for any
+    # reason, SIGKILL included. Celery's pool processes set the same (with SIGKILL) against this one.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, signal.SIGTERM, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(errno)}")
+    if os.getppid() != parent_pid:  # serve died before the prctl above: no signal will come
+        err.print(f"worker: the serve process {parent_pid} that started this worker is gone; exiting")
+        raise SystemExit(1)
+
+    from celery.signals import worker_shutting_down
+
+    def arm_deadline(**_: object) -> None:
+        # Warm shutdown waits for the running job and for a pool process still loading its models; on
+        # the SQLite transport it was reported not to end within 150 s. SIGALRM's default action ends this
+        # process stop_s later whatever Python is doing (its pool processes follow: parent-death
+        # SIGKILL). Armed once: a second SIGTERM does not push the deadline back.
+        if signal.getitimer(signal.ITIMER_REAL)[0] == 0:
+            signal.signal(signal.SIGALRM, signal.SIG_DFL)
+            signal.setitimer(signal.ITIMER_REAL, stop_s)
+
+    worker_shutting_down.connect(arm_deadline, weak=False)
 
 
 def worker(
@@ -59,11 +131,16 @@ def worker(
     pool: str = typer.Option("prefork", "--pool", help="prefork (default), solo or threads."),
     name: str = typer.Option(None, "--name", "-n", help="Worker node name (default: openscholar@HOST-PID)."),
     log_level: str = typer.Option("INFO", "--log-level", help="Celery log level."),
+    parent_pid: int = typer.Option(
+        None, "--parent-pid", hidden=True, help="Exit with this process (set by `serve` for its embedded worker).",
+    ),
 ) -> None:
     """Run a Celery worker that answers jobs (the Engine is loaded once per worker process)."""
     from api.celery_app import broker_url, configure
 
     s = settings(ctx)
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid, s.service.embedded_worker_stop_s)
     app = configure(s)
     import api.tasks  # noqa: F401 - registers the task
 
