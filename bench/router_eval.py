@@ -128,6 +128,10 @@ def main() -> None:
     qv_paper = paper.encode_queries(texts)
     picks_paper = Counter(d["expert"] for d in qv_paper.details)
     add("router-uniform", qv_paper.vectors, "paper's plain mean over pilots: " + ", ".join(f"{k} {v}" for k, v in picks_paper.most_common()))
+    nearest = RouterQueryEncoder(router.backbone, router.experts_dir, bf16=router._bf16, weighting="nearest")
+    qv_near = nearest.encode_queries(texts)
+    picks_near = Counter(d["expert"] for d in qv_near.details)
+    add("router-nearest", qv_near.vectors, "closest pilot decides: " + ", ".join(f"{k} {v}" for k, v in picks_near.most_common()))
     qv = router.encode_queries(texts)
     picks = Counter(d["expert"] for d in qv.details)
     add("router", qv.vectors, f"{router.weighting}-weighted pilots: " + ", ".join(f"{k} {v}" for k, v in picks.most_common()))
@@ -147,7 +151,7 @@ def main() -> None:
     if args.hybrid_rerank:
         from openscholar.retrieval import build_retriever
 
-        for pipeline in ("hybrid+rerank", "router+hybrid+rerank"):
+        for pipeline in ("hybrid", "router+hybrid", "hybrid+rerank", "router+hybrid+rerank"):
             retr = build_retriever(s, ds, pipeline, embedder)
             runs = []
             for t in texts:

@@ -1,8 +1,8 @@
 """Wiring of the retrieval pipelines from settings: query encoder, first stages, fusion, reranker.
 
 Pipelines: ``dense``, ``bm25`` (bm25s), ``bm25-lucene``, ``hybrid`` (dense + the configured sparse
-backend, fused), ``hybrid+rerank``; ``router`` is ``dense`` and ``router+hybrid+rerank`` is
-``hybrid+rerank``, both with the router's query encoder (`build_query_encoder`).
+backend, fused), ``hybrid+rerank``; ``router``, ``router+hybrid`` and ``router+hybrid+rerank`` are ``dense``,
+``hybrid`` and ``hybrid+rerank``, all with the router's query encoder (`build_query_encoder`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from retriever.protocols import Embedder, QueryEncoder
 from retriever.reranker import ADAPTER_CONFIG, CrossEncoderReranker
 from retriever.sparse import open_sparse
 
-ROUTER_PIPELINES = ("router", "router+hybrid+rerank")
+ROUTER_PIPELINES = ("router", "router+hybrid", "router+hybrid+rerank")
 # pipeline -> (uses dense, sparse backend or None (or "config" for the configured one), reranks)
 PIPELINES: dict[str, tuple[bool, str | None, bool]] = {
     "dense": (True, None, False),
@@ -29,6 +29,7 @@ PIPELINES: dict[str, tuple[bool, str | None, bool]] = {
     "hybrid": (True, "config", False),
     "hybrid+rerank": (True, "config", True),
     "router": (True, None, False),
+    "router+hybrid": (True, "config", False),
     "router+hybrid+rerank": (True, "config", True),
 }
 # The reranker trained here and committed with the package (see docs/retrieval_report.md).

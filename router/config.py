@@ -25,7 +25,12 @@ class ExpertTrainingConfig(BaseModel):
         True, description="Also rank every frozen datastore vector as a negative (the full-corpus softmax)."
     )
     seed: int = Field(13, description="Seed of the LoRA init, the batch order and the pilot-set sample.")
-    bf16: bool = Field(True, description="bf16 autocast for the forward pass on CPU (about 1.7x faster steps here); LoRA weights and the loss stay fp32.")
+    bf16: bool | None = Field(
+        None,
+        description="bf16 autocast for the forward pass on CPU (about 1.7x faster steps on AVX512-BF16/AMX "
+        "CPUs; emulated and far slower elsewhere); LoRA weights and the loss stay fp32. None: on exactly "
+        "when the CPU has native bf16.",
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads while training; 0 keeps torch's default (1 is fastest on a busy 2-core box).")
 
 
@@ -45,13 +50,21 @@ class RouterConfig(BaseModel):
     pilot_queries: int = Field(
         200, ge=1, description="Training queries per domain kept (seeded sample) to compute pilot embeddings from."
     )
-    pilot_weighting: Literal["count", "uniform"] = Field(
+    pilot_holdout: float = Field(
+        0.25, ge=0.0, lt=1.0,
+        description="Hold the pilot queries out of the expert's training (at most this fraction of the "
+        "domain's queries; 0 samples pilots from the training queries, as before). Held-out pilots measure "
+        "which expert generalizes to a query, not which one memorized it (docs/router_report.md).",
+    )
+    pilot_weighting: Literal["count", "uniform", "nearest", "knn"] = Field(
         "count",
         description="How an expert's pilot similarities are averaged at query time: 'uniform' is the "
         "paper's plain mean over its pilots; 'count' weights each pilot by the pilot queries it stands "
-        "for, so a one-query pilot does not outvote a 176-query one (chosen on held-out TRAIN queries, "
-        "see docs/router_report.md).",
+        "for, so a one-query pilot does not outvote a 176-query one; 'nearest' takes the expert's closest "
+        "pilot; 'knn' lets the query's pilot_knn nearest pilot QUERIES vote for the experts that served "
+        "them best (the finest pilots; see docs/router_report.md).",
     )
+    pilot_knn: int = Field(8, ge=1, description="Pilot queries that vote under pilot_weighting='knn'.")
     pilot_k: int = Field(10, ge=1, description="Cutoff of the per-query nDCG that decides each pilot query's best expert.")
     training: ExpertTrainingConfig = Field(default_factory=ExpertTrainingConfig)
 

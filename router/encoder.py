@@ -24,6 +24,21 @@ from router.pilots import Pilots
 log = logging.getLogger(__name__)
 
 
+WEIGHTINGS = ("count", "uniform", "nearest", "knn")
+
+
+def knn_votes(q: np.ndarray, members: np.ndarray, owner: np.ndarray, n_experts: int, k: int) -> np.ndarray:
+    """(n, experts): the cosine mass each expert holds among a query's ``k`` nearest pilot queries,
+    divided by k (the finest pilots: every pilot query votes for the expert that served it best)."""
+    sims = q @ members.T
+    k = min(k, sims.shape[1])
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    out = np.zeros((len(q), n_experts), dtype=np.float32)
+    for i, row in enumerate(top):
+        np.add.at(out[i], owner[row], sims[i, row])
+    return out / k
+
+
 class RouterQueryEncoder:
     """Base-embed the query, average cosine to each expert's pilots, top-1 expert, encode with it.
 
@@ -40,6 +55,7 @@ class RouterQueryEncoder:
         bf16: bool | Callable[[], bool] = False,
         batch_size: int = 64,
         weighting: str = "count",
+        knn: int = 8,
     ) -> None:
         self.backbone = backbone
         self.model_id = backbone.model_name
@@ -47,9 +63,12 @@ class RouterQueryEncoder:
         self.only = list(experts) if experts is not None else None
         self._bf16 = bf16
         self.batch_size = batch_size
-        if weighting not in ("count", "uniform"):
-            raise ValueError(f"weighting must be 'count' or 'uniform', not {weighting!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, not {weighting!r}")
         self.weighting = weighting
+        self.knn = max(1, int(knn))
+        self._member_vecs = np.zeros((0, 0), np.float32)
+        self._member_owner = np.zeros(0, np.int64)
         self._lock = threading.Lock()
         self._ready = False
         self._experts: dict[str, Expert] = {}
@@ -95,6 +114,7 @@ class RouterQueryEncoder:
                 self._bf16 = bool(self._bf16())
             self._names = names
             self._pilot_vecs, self._pilot_owner, self._pilot_count = pilots.matrix(names)
+            self._member_vecs, self._member_owner = pilots.member_matrix(names)
             self._ready = True
 
     def _model(self, name: str) -> Any:
@@ -123,14 +143,19 @@ class RouterQueryEncoder:
             return self.backbone.forward(model, batch).float().numpy()
 
     def similarities(self, base_vectors: np.ndarray) -> np.ndarray:
-        """(n, experts) mean cosine of each query's base vector to each expert's pilots
-        (weighted by the pilots' query counts under ``weighting="count"``)."""
+        """(n, experts) mean cosine of each query's base vector to each expert's pilots (weighted by
+        the pilots' query counts under ``weighting="count"``; the largest one under "nearest")."""
         self._load()
         q = base_vectors / np.linalg.norm(base_vectors, axis=1, keepdims=True).clip(min=1e-12)
+        if self.weighting == "knn" and len(self._member_vecs):
+            return knn_votes(q, self._member_vecs, self._member_owner, len(self._names), self.knn)
         sims = q @ self._pilot_vecs.T
         out = np.zeros((len(q), len(self._names)), dtype=np.float32)
         for j in range(len(self._names)):
             own = self._pilot_owner == j
+            if self.weighting == "nearest":  # the closest of the expert's pilots decides
+                out[:, j] = sims[:, own].max(axis=1)
+                continue
             w = self._pilot_count[own] if self.weighting == "count" else np.ones(int(own.sum()), np.float32)
             out[:, j] = sims[:, own] @ w / w.sum()
         return out

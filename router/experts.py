@@ -99,6 +99,7 @@ class TrainingRecord(BaseModel):
     train_seconds: float = Field(description="Wall-clock seconds of the optimizer loop (the CPU is shared: see cpu seconds).")
     train_cpu_seconds: float = Field(0.0, description="CPU seconds the training process used in the loop.")
     final_loss: float
+    pilot_held_out: bool = Field(False, description="The pilot queries were held out of training (router.pilot_holdout).")
 
 
 class ExpertManifest(BaseModel):

@@ -41,4 +41,5 @@ def build_router_encoder(
         bf16=bf16,
         batch_size=embedder_config.batch_size,
         weighting=router.pilot_weighting,
+        knn=router.pilot_knn,
     )

@@ -15,6 +15,7 @@ whole table from the manifests' pilot sets, deterministically.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Sequence
@@ -40,14 +41,23 @@ class PilotEntry:
     expert: str  # expert that served them best
     count: int  # queries in the group
     vector: np.ndarray  # centroid of the group's base query embeddings
+    members: np.ndarray | None = None  # the group's base query embeddings themselves (count, dim)
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "expert": self.expert, "count": self.count,
-                "vector": [float(x) for x in self.vector]}
+        d = {"source": self.source, "expert": self.expert, "count": self.count,
+             "vector": [float(x) for x in self.vector]}
+        if self.members is not None:  # fp16, base64: the finest pilots cost ~0.8 KB per query
+            d["members_f16"] = base64.b64encode(np.asarray(self.members, dtype="<f2").tobytes()).decode("ascii")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> PilotEntry:
-        return cls(d["source"], d["expert"], int(d["count"]), np.asarray(d["vector"], dtype=np.float32))
+        vector = np.asarray(d["vector"], dtype=np.float32)
+        members = None
+        if d.get("members_f16"):
+            raw = np.frombuffer(base64.b64decode(d["members_f16"]), dtype="<f2")
+            members = raw.astype(np.float32).reshape(-1, len(vector))
+        return cls(d["source"], d["expert"], int(d["count"]), vector, members)
 
 
 @dataclass
@@ -66,6 +76,16 @@ class Pilots:
 
     def of(self, expert: str) -> list[PilotEntry]:
         return [e for e in self.entries if e.expert == expert]
+
+    def member_matrix(self, experts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalized base vectors of every pilot query (the finest pilots) and each one's expert index."""
+        rows = [(experts.index(e.expert), e.members) for e in self.entries
+                if e.expert in experts and e.members is not None and len(e.members)]
+        if not rows:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        vecs = np.concatenate([m for _, m in rows]).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)
+        return vecs, np.concatenate([np.full(len(m), i, np.int64) for i, m in rows])
 
     def matrix(self, experts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Normalized pilot vectors, each one's expert index (into ``experts``) and query count."""
@@ -124,6 +144,26 @@ class ExpertEncoders:
         return self.backbone.encode_with(self.model(expert), texts)
 
 
+def domain_scores(
+    backbone: Backbone,
+    domain: Expert,
+    experts: Sequence[Expert],
+    corpus: np.ndarray | None,
+    lookup: dict[str, int] | None,
+    k: int,
+    encoders: ExpertEncoders | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The domain's pilot queries: (base vectors (n, dim), per-query nDCG@k of each expert (n, experts))."""
+    encoders = encoders or ExpertEncoders(backbone)
+    ps = PairSet.from_pairs(domain.pilot_set())
+    pos = embed_positives(ps.positives, lookup, corpus, backbone.encode)
+    pool = CandidatePool.build(pos, corpus)
+    gold = [[int(pool.pos_row[p]) for p in g] for g in ps.gold]
+    base = backbone.encode(ps.queries)
+    scores = np.stack([ndcg_at_k(encoders.encode(e, ps.queries), gold, pool.vectors, k) for e in experts], axis=1)
+    return base, scores
+
+
 def domain_entries(
     backbone: Backbone,
     domain: Expert,
@@ -134,27 +174,27 @@ def domain_entries(
     encoders: ExpertEncoders | None = None,
 ) -> list[PilotEntry]:
     """Algorithm 1 for one domain: its pilot queries grouped by best expert -> centroids."""
-    encoders = encoders or ExpertEncoders(backbone)
-    ps = PairSet.from_pairs(domain.pilot_set())
-    pos = embed_positives(ps.positives, lookup, corpus, backbone.encode)
-    pool = CandidatePool.build(pos, corpus)
-    gold = [[int(pool.pos_row[p]) for p in g] for g in ps.gold]
-    base = backbone.encode(ps.queries)
-    names = [e.name for e in experts]
-    scores = np.stack([ndcg_at_k(encoders.encode(e, ps.queries), gold, pool.vectors, k) for e in experts], axis=1)
+    base, scores = domain_scores(backbone, domain, experts, corpus, lookup, k, encoders)
+    return group_entries(domain.name, [e.name for e in experts], base, scores)
+
+
+def group_entries(domain: str, names: Sequence[str], base: np.ndarray, scores: np.ndarray) -> list[PilotEntry]:
+    """Group a domain's pilot queries by the expert that ranks their gold best (ties: the domain's
+    own expert, then the first name; queries no expert retrieves are dropped) -> one entry per group."""
     entries = []
     best = scores.max(axis=1)
     assigned: dict[int, list[int]] = {}
-    for qi in range(len(ps.queries)):
+    for qi in range(len(base)):
         if best[qi] <= 0:
             continue
         tied = [j for j in range(len(names)) if scores[qi, j] >= best[qi] - 1e-12]
-        own = names.index(domain.name) if domain.name in names else -1
+        own = names.index(domain) if domain in names else -1
         j = own if own in tied else tied[0]
         assigned.setdefault(j, []).append(qi)
     for j, qis in sorted(assigned.items()):
-        entries.append(PilotEntry(domain.name, names[j], len(qis), base[qis].mean(axis=0).astype(np.float32)))
-    log.info("pilots of %s: %s", domain.name, {names[j]: len(q) for j, q in sorted(assigned.items())})
+        entries.append(PilotEntry(domain, names[j], len(qis), base[qis].mean(axis=0).astype(np.float32),
+                                  base[qis].astype(np.float32)))
+    log.info("pilots of %s: %s", domain, {names[j]: len(q) for j, q in sorted(assigned.items())})
     return entries
 
 

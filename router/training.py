@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retriever.st_embedder import cpu_has_native_bf16
 from router.backbone import LORA_TARGETS, Backbone
 from router.config import ExpertTrainingConfig, RouterConfig
 from router.experts import (
@@ -54,7 +55,7 @@ class CorpusNegatives:
         self.source = source
 
     @classmethod
-    def from_datastore(cls, datastore) -> CorpusNegatives:  # noqa: ANN001 - datastore.Datastore
+    def from_datastore(cls, datastore) -> CorpusNegatives:
         texts, ids = [], []
         for p in datastore.iter_passages():
             texts.append(p.embed_text)
@@ -83,6 +84,13 @@ def train_expert(
         torch.set_num_threads(cfg.threads)
     rng = random.Random(cfg.seed)
     backbone.load()
+    all_pairs = list(pairs)
+    n_queries = len(PairSet.from_pairs(all_pairs).queries)
+    n_pilot = min(rc.pilot_queries, int(rc.pilot_holdout * n_queries)) if rc.pilot_holdout > 0 else rc.pilot_queries
+    pilot_pairs = sample_pilot_set(all_pairs, max(1, n_pilot), cfg.seed)
+    if rc.pilot_holdout > 0:  # the pilot queries are never trained on
+        held = {p.query for p in pilot_pairs}
+        pairs = [p for p in all_pairs if p.query not in held]
     ps = PairSet.from_pairs(pairs)
     corpus = negatives.vectors if negatives is not None else None
     pos_vecs = embed_positives(ps.positives, negatives.lookup if negatives else None, corpus, backbone.encode)
@@ -102,6 +110,7 @@ def train_expert(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
     )
+    use_bf16 = cfg.bf16 if cfg.bf16 is not None else bool(cpu_has_native_bf16())
     pool_t = torch.from_numpy(pool.vectors)
     pos_rows_t = torch.from_numpy(pool.pos_row)
 
@@ -129,7 +138,7 @@ def train_expert(
                 rest.append(ex)
         order = rest
         qs = [ps.queries[q] for q, _ in batch]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
             q = backbone.forward(model, backbone.tokenize(qs)).float()
         # Candidates: this batch's positives (in-batch negatives for the others) + the pool.
         in_batch = pos_rows_t[[p for _, p in batch]]
@@ -171,12 +180,17 @@ def train_expert(
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out / ADAPTER))
     (out / ADAPTER / "README.md").unlink(missing_ok=True)  # peft's empty model card
-    pilot_pairs = sample_pilot_set(pairs, rc.pilot_queries, cfg.seed)
     write_pairs(out / PILOT_SET, pilot_pairs)
 
-    # Metrics: nDCG@10 of base vs expert on the pilot queries, against the same frozen pool.
+    # Metrics: nDCG@10 of base vs expert on the pilot queries, against the same frozen pool
+    # (held-out positives are embedded, or looked up among the stored vectors, like the others).
     pilot = PairSet.from_pairs(pilot_pairs)
     p_index = {t: i for i, t in enumerate(ps.positives)}
+    missing = [t for t in pilot.positives if t not in p_index]
+    if missing:
+        extra = embed_positives(missing, negatives.lookup if negatives else None, corpus, backbone.encode)
+        pool = CandidatePool.build(np.concatenate([pos_vecs, extra]), corpus if cfg.corpus_negatives else None)
+        p_index.update({t: len(ps.positives) + i for i, t in enumerate(missing)})
     pilot_gold = [[int(pool.pos_row[p_index[pilot.positives[p]]]) for p in g] for g in pilot.gold]
     base_nd = ndcg_at_k(backbone.encode(pilot.queries), pilot_gold, pool.vectors, rc.pilot_k)
     exp_nd = ndcg_at_k(backbone.encode_with(model, pilot.queries), pilot_gold, pool.vectors, rc.pilot_k)
@@ -205,6 +219,7 @@ def train_expert(
             train_seconds=round(seconds, 2),
             train_cpu_seconds=round(cpu_seconds, 2),
             final_loss=float(np.mean(losses[-20:])) if losses else float("nan"),
+            pilot_held_out=rc.pilot_holdout > 0,
         ),
         pilot_set_hash=file_hash(out / PILOT_SET),
         pilot_queries=len(pilot.queries),
