@@ -69,12 +69,6 @@ def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     assert "openscholar train reranker" in exc.value.hint
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(
-    reason="the shipped reranker (16 CPU training steps) does not beat the hybrid ranking: 91.3 vs 92.6 "
-    "nDCG@10 on this slice, 69.7 vs 70.6 on SciFact test (docs/retrieval_report.md); retrain it longer",
-    strict=True,
-)
 @needs_artifact
 def test_reranker_beats_no_reranking_on_held_out_claims(small_datastore: Path, embedder, scifact_subset: dict, reranker: CrossEncoderReranker) -> None:
     """The 40 claims of the fixture are train claims the reranker never saw (held out as dev)."""
