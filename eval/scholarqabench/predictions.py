@@ -83,8 +83,15 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     return [validate_record(r, where) for where, r in records]
 
 
+def prediction_key(example_id: str | None, text: str) -> str:
+    """What --resume matches on: the example id where there is one (SciFact's test file repeats a
+    claim with different evidence: 208 examples, 187 distinct inputs), else the input text."""
+    return f"id:{example_id}" if example_id not in (None, "") else f"input:{text}"
+
+
 def done_inputs(path: str | Path) -> set[str]:
-    """Inputs already answered in ``path`` (for --resume); a cut-off last line is ignored."""
+    """Keys (`prediction_key`) of the examples already answered in ``path`` (for --resume); a
+    cut-off last line is ignored."""
     path = Path(path)
     if not path.is_file():
         return set()
@@ -101,7 +108,7 @@ def done_inputs(path: str | Path) -> set[str]:
             raise PredictionsError(f"{path} line {lineno} is not valid JSON",
                                    hint="fix or remove that line, then resume") from None
         if isinstance(obj, dict) and isinstance(obj.get("input"), str):
-            done.add(obj["input"])
+            done.add(prediction_key(obj.get("id"), obj["input"]))
     return done
 
 

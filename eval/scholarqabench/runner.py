@@ -27,7 +27,12 @@ from typing import Any, Literal
 from datastore.errors import ErrorKind, ScholarError
 from eval.scholarqabench.baselines import closed_book_answer
 from eval.scholarqabench.loaders import Example, TaskSpec
-from eval.scholarqabench.predictions import append_predictions, done_inputs, truncate_partial_line
+from eval.scholarqabench.predictions import (
+    append_predictions,
+    done_inputs,
+    prediction_key,
+    truncate_partial_line,
+)
 
 log = logging.getLogger(__name__)
 Mode = Literal["pipeline", "no_feedback", "closed_book"]
@@ -128,7 +133,7 @@ def run_predictions(engine: Any, spec: TaskSpec, examples: Sequence[Example], ou
     chosen = list(examples)[:limit] if limit else list(examples)
     truncate_partial_line(output)
     done = done_inputs(output) if resume else set()
-    todo = [ex for ex in chosen if ex.input not in done]
+    todo = [ex for ex in chosen if prediction_key(ex.id, ex.input) not in done]
     summary = RunSummary(task=spec.name, mode=mode, output=str(output), total=len(chosen),
                          passages="none" if mode == "closed_book" else spec.passages,
                          skipped_done=len(chosen) - len(todo))

@@ -97,7 +97,7 @@ def test_malformed_predictions_give_clear_errors(tmp_path: Path) -> None:
 def test_done_inputs_ignores_a_cut_off_last_line(tmp_path: Path) -> None:
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"input": "a", "output": "x", "ctxs": []}) + "\n" + '{"input": "b", "outp')
-    assert done_inputs(f) == {"a"}
+    assert done_inputs(f) == {"input:a"}
     f.write_text('{"input": "b", "outp\n' + json.dumps({"input": "a", "output": "x", "ctxs": []}) + "\n")
     with pytest.raises(PredictionsError, match="line 1"):
         done_inputs(f)
@@ -117,3 +117,16 @@ def test_attribution_judge_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(JudgeError, match="cannot load the attribution model"):
         AttrScoreJudge("openscholar-test/no-such-attrscore").warm_up()
+
+
+def test_resume_keys_on_the_example_id_so_repeated_inputs_are_all_answered(tmp_path: Path, sqa_dir: Path) -> None:
+    """SciFact's ScholarQABench file repeats 21 claims with other evidence: each one is its own example."""
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"input": "a", "id": "0", "output": "x", "ctxs": []}) + "\n")
+    assert done_inputs(f) == {"id:0"}
+    from eval.scholarqabench.loaders import load_task
+    from eval.scholarqabench.predictions import prediction_key
+
+    examples = load_task("scifact", None, sqa_dir)
+    assert len(examples) == 208 and len({e.input for e in examples}) < 208
+    assert len({prediction_key(e.id, e.input) for e in examples}) == 208
