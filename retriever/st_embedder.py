@@ -3,8 +3,9 @@
 Speed on CPU comes from three things, each checked against fp32 before it is used:
 
 - bf16 autocast: matmuls in bf16 (2x the fp32 rate on AVX512-BF16 CPUs), LayerNorm, softmax,
-  pooling and normalization in fp32. Chosen under ``precision="auto"`` when a probe batch keeps
-  cosine >= 0.999 to fp32.
+  pooling and normalization in fp32. Chosen under ``precision="auto"`` only on CPUs with native
+  bf16 (``avx512_bf16``/``amx_bf16`` in /proc/cpuinfo; elsewhere it is emulated and ~20x slower than
+  fp32) and when a probe batch keeps cosine >= 0.999 to fp32.
 - length-sorted batches padded to a multiple of 32 tokens: little padding, few distinct shapes.
 - for bulk embedding (datastore builds), the transformer compiled with ``torch.compile``
   (inductor, weights frozen: fused epilogues, pre-packed bf16 weights) once a process has
