@@ -194,13 +194,18 @@ def edit(run: Run, refs: list[Reference], answer: str, item: FeedbackItem) -> tu
     return re.sub(r"^\s*(edited answer|answer)\s*:\s*", "", reply, flags=re.IGNORECASE).strip(), shown
 
 
-def accept_edit(before: str, after: str, max_shrink: float) -> tuple[bool, str]:
-    """The 10% rule: an edit may not shorten the answer by more than ``max_shrink`` of its length."""
+def accept_edit(before: str, after: str, max_shrink: float, task: str = "long_form") -> tuple[bool, str]:
+    """The 10% rule: an edit may not shorten the answer by more than ``max_shrink`` of its length.
+    For short-form tasks an edit must also keep the answer's verdict (true/false, yes/no) as its
+    first word: feedback refines the justification, it may not drop or flip the answer itself."""
     if not after.strip():
         return False, "empty edit"
     floor = (1.0 - max_shrink) * len(before)
     if len(after) < floor:
         return False, f"shrinks the answer from {len(before)} to {len(after)} chars (> {max_shrink:.0%})"
+    verdict = verdict_of(task, before)
+    if verdict is not None and verdict_of(task, after) != verdict:
+        return False, f"drops the verdict {verdict!r}"
     return True, "kept"
 
 
@@ -276,7 +281,7 @@ def run_pipeline(
             with run.step("edit", feedback_index=idx) as info:
                 context = [run.references[i] for i in sorted(in_play | set(item.new_references))]
                 proposed, shown = edit(run, context, text, item)
-                kept, reason = accept_edit(text, proposed, s.pipeline.max_shrink)
+                kept, reason = accept_edit(text, proposed, s.pipeline.max_shrink, options.task)
                 answer.edits.append(Edit(feedback_index=idx, kept=kept, reason=reason, chars_before=len(text),
                                          chars_after=len(proposed), text=proposed))
                 info.update(kept=kept, reason=reason, chars_before=len(text), chars_after=len(proposed))

@@ -204,6 +204,17 @@ def test_claim_task_verdict(shared_engine, scifact_subset):
     assert shared_engine.with_llm(llm_no).answer(claim, AnswerOptions(task="claim", feedback=False)).verdict == "false"
 
 
+def test_accept_edit_keeps_the_short_form_verdict():
+    before = "True. The trial found fewer fractures with vitamin D [0]."
+    assert accept_edit(before, "True. The randomized trial found fewer hip fractures [0].", 0.10, "claim")[0]
+    kept, reason = accept_edit(before, "The answer to the question is that the trial found fewer fractures [0].", 0.10, "claim")
+    assert not kept and "verdict" in reason
+    assert not accept_edit(before, "False. The randomized trial found no fewer hip fractures [0].", 0.10, "claim")[0]
+    # long-form answers and drafts without a verdict are judged by length alone
+    assert accept_edit(before, "The answer to the question is that the trial found fewer fractures [0].", 0.10)[0]
+    assert accept_edit("Maybe, it depends on dosing.", "It depends on the dose given daily.", 0.10, "yes_no")[0]
+
+
 def test_accept_edit_ten_percent_rule():
     before = "x" * 100
     assert accept_edit(before, "y" * 90, 0.10)[0] is True
