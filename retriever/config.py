@@ -95,10 +95,12 @@ class RetrievalConfig(BaseModel):
     """Which retrieval pipeline answers queries and how many passages reach the reader."""
 
     pipeline: PipelineName = Field(
-        "hybrid+rerank",
-        description="Retrieval pipeline. hybrid+rerank (bm25s + dense, RRF, then the trained reranker over "
-        "the top reranker.candidates) is the default: best on held-out train claims and on SciFact test "
-        "(docs/retrieval_report.md); 'hybrid' skips the reranker (~0.3 s less per query on 2 CPU cores).",
+        "hybrid",
+        description="Retrieval pipeline. hybrid (bm25s + dense, RRF) is the default: it keeps the answer "
+        "pipeline's own time at p50 129 ms on 2 CPU cores (bench/answer_bench.py). hybrid+rerank adds the "
+        "trained reranker over the top reranker.candidates: +1.3 nDCG@10 on SciFact test and +1.6 on held-out "
+        "train claims, for ~0.23 s more per retrieval on 2 CPU cores (docs/retrieval_report.md); choose it "
+        "where quality matters more than latency, or with a GPU.",
     )
     top_k: int = Field(10, ge=1, description="Passages returned (to the reader).")
     candidates: int = Field(100, ge=1, description="Candidates each first-stage retriever returns.")
