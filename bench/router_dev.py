@@ -22,29 +22,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from router.encoder import knn_votes
+from router.encoder import pilot_similarities
 from router.pilots import ExpertEncoders, Pilots, domain_scores, group_entries
 
 RULES = ["uniform", "count", "nearest", "knn1", "knn4", "knn8", "knn16", "knn32"]
 
 
 def route(rule: str, q: np.ndarray, pilots: Pilots, names: list[str]) -> int:
-    if rule.startswith("knn"):
-        members, owner = pilots.member_matrix(names)
-        return int(knn_votes(q[None], members, owner, len(names), int(rule[3:]))[0].argmax())
+    """The expert index ``rule`` picks for one query (the router's own scoring, router.encoder)."""
+    weighting, knn = ("knn", int(rule[3:])) if rule.startswith("knn") else (rule, 1)
     vecs, owner, count = pilots.matrix(names)
-    sims = vecs @ q
-    out = np.full(len(names), -np.inf)
-    for j in range(len(names)):
-        own = owner == j
-        if not own.any():
-            continue
-        if rule == "nearest":
-            out[j] = sims[own].max()
-        else:
-            w = count[own] if rule == "count" else np.ones(int(own.sum()))
-            out[j] = sims[own] @ w / w.sum()
-    return int(out.argmax())
+    members, member_owner = pilots.member_matrix(names)
+    return int(pilot_similarities(q[None], vecs, owner, count, members, member_owner, len(names), weighting, knn)[0].argmax())
 
 
 def main() -> None:

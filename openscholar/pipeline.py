@@ -301,15 +301,15 @@ def run_pipeline(
                     removed=sum(len(x.removed) for x in sentences), attributed=sum(x.attributed for x in sentences))
     answer.judge = getattr(judge, "name", "") if judge is not None else ""
     answer.text, answer.sentences = checked, sentences
+    answer.verdict = verdict_of(options.task, checked)
     if judge is not None and s.pipeline.refuse_unsupported and sentences and not any(x.supported for x in sentences):
         # Nothing the model wrote is backed by a passage: say so rather than return an invention.
         # A short-form verdict (true/false, yes/no) is kept, flagged as unbacked: it is the answer the
         # caller asked for, and dropping it would turn a judgement into a non-answer.
-        verdict = verdict_of(options.task, checked)
-        answer.text = prompts.UNSUPPORTED_VERDICT.format(verdict=verdict.capitalize()) if verdict else prompts.UNSUPPORTED
+        v = answer.verdict
+        answer.text = prompts.UNSUPPORTED_VERDICT.format(verdict=v.capitalize()) if v else prompts.UNSUPPORTED
         answer.no_evidence = True
         run.trace[-1].detail["refused"] = True
-    answer.verdict = verdict_of(options.task, checked)
     answer.passages = list(refs_in_play.values())
     cited = set() if answer.no_evidence else {c for x in sentences for c in x.citations}
     answer.references = [r for i, r in refs_in_play.items() if i in cited]

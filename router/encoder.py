@@ -39,6 +39,30 @@ def knn_votes(q: np.ndarray, members: np.ndarray, owner: np.ndarray, n_experts: 
     return out / k
 
 
+def pilot_similarities(
+    base_vectors: np.ndarray, pilot_vecs: np.ndarray, pilot_owner: np.ndarray, pilot_count: np.ndarray,
+    member_vecs: np.ndarray, member_owner: np.ndarray, n_experts: int, weighting: str, knn: int,
+) -> np.ndarray:
+    """(n, experts) routing scores of queries under ``weighting`` (see ``RouterConfig.pilot_weighting``):
+    mean cosine to each expert's pilot centroids (count-weighted or uniform), the closest centroid
+    ("nearest"), or the k-nearest pilot queries' votes ("knn"). An expert without pilots scores -inf."""
+    q = base_vectors / np.linalg.norm(base_vectors, axis=1, keepdims=True).clip(min=1e-12)
+    if weighting == "knn" and len(member_vecs):
+        return knn_votes(q, member_vecs, member_owner, n_experts, knn)
+    sims = q @ pilot_vecs.T if len(pilot_vecs) else np.zeros((len(q), 0), np.float32)
+    out = np.full((len(q), n_experts), -np.inf, dtype=np.float32)
+    for j in range(n_experts):
+        own = pilot_owner == j
+        if not own.any():
+            continue
+        if weighting == "nearest":  # the closest of the expert's pilots decides
+            out[:, j] = sims[:, own].max(axis=1)
+            continue
+        w = pilot_count[own] if weighting == "count" else np.ones(int(own.sum()), np.float32)
+        out[:, j] = sims[:, own] @ w / w.sum()
+    return out
+
+
 class RouterQueryEncoder:
     """Base-embed the query, average cosine to each expert's pilots, top-1 expert, encode with it.
 
@@ -146,19 +170,8 @@ class RouterQueryEncoder:
         """(n, experts) mean cosine of each query's base vector to each expert's pilots (weighted by
         the pilots' query counts under ``weighting="count"``; the largest one under "nearest")."""
         self._load()
-        q = base_vectors / np.linalg.norm(base_vectors, axis=1, keepdims=True).clip(min=1e-12)
-        if self.weighting == "knn" and len(self._member_vecs):
-            return knn_votes(q, self._member_vecs, self._member_owner, len(self._names), self.knn)
-        sims = q @ self._pilot_vecs.T
-        out = np.zeros((len(q), len(self._names)), dtype=np.float32)
-        for j in range(len(self._names)):
-            own = self._pilot_owner == j
-            if self.weighting == "nearest":  # the closest of the expert's pilots decides
-                out[:, j] = sims[:, own].max(axis=1)
-                continue
-            w = self._pilot_count[own] if self.weighting == "count" else np.ones(int(own.sum()), np.float32)
-            out[:, j] = sims[:, own] @ w / w.sum()
-        return out
+        return pilot_similarities(base_vectors, self._pilot_vecs, self._pilot_owner, self._pilot_count,
+                                  self._member_vecs, self._member_owner, len(self._names), self.weighting, self.knn)
 
     def encode_base(self, texts: Sequence[str]) -> np.ndarray:
         self._load()

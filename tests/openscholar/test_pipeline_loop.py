@@ -236,18 +236,23 @@ def test_parse_feedback_formats():
     assert parse_feedback("Feedback: none") == []
 
 
-def test_answer_with_no_supported_sentence_is_refused(shared_engine, scifact_subset):
-    from openscholar.prompts import UNSUPPORTED
-
-    question = sorted(scifact_subset["claims"].values())[0]
-    reply = "Penguins build nests out of volcanic glass on Mars [0]. Quantum bananas sing at dawn [1]."
+def _refusing_engine(shared_engine, reply: str):
+    """The shared engine's models and datastore, with refuse_unsupported on and a scripted reply."""
     from openscholar.engine import Engine
 
     settings = shared_engine.settings.model_copy(deep=True)
     settings.pipeline.refuse_unsupported = True
     engine = Engine(settings, llm=ScriptedLLM([reply]))
     engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
-    answer = engine.answer(question, AnswerOptions(feedback=False))
+    return engine
+
+
+def test_answer_with_no_supported_sentence_is_refused(shared_engine, scifact_subset):
+    from openscholar.prompts import UNSUPPORTED
+
+    question = sorted(scifact_subset["claims"].values())[0]
+    reply = "Penguins build nests out of volcanic glass on Mars [0]. Quantum bananas sing at dawn [1]."
+    answer = _refusing_engine(shared_engine, reply).answer(question, AnswerOptions(feedback=False))
     assert answer.text == UNSUPPORTED and answer.no_evidence and answer.references == []
     assert len(answer.sentences) == 2 and not any(s.supported for s in answer.sentences)
     assert answer.trace[-1].detail["refused"] is True
@@ -255,16 +260,11 @@ def test_answer_with_no_supported_sentence_is_refused(shared_engine, scifact_sub
 
 def test_unsupported_claim_keeps_its_verdict(shared_engine, scifact_subset):
     """A claim answer with no supported sentence keeps its true/false word, flagged as uncited."""
-    from openscholar.engine import Engine
     from openscholar.prompts import UNSUPPORTED_VERDICT
 
     question = sorted(scifact_subset["claims"].values())[0]
     reply = "False. Penguins build nests out of volcanic glass on Mars and sing at dawn [0]."
-    settings = shared_engine.settings.model_copy(deep=True)
-    settings.pipeline.refuse_unsupported = True
-    engine = Engine(settings, llm=ScriptedLLM([reply]))
-    engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
-    answer = engine.answer(question, AnswerOptions(feedback=False, task="claim"))
+    answer = _refusing_engine(shared_engine, reply).answer(question, AnswerOptions(feedback=False, task="claim"))
     assert answer.text == UNSUPPORTED_VERDICT.format(verdict="False")
     assert answer.verdict == "false" and answer.no_evidence and answer.references == []
     assert "[" not in answer.text
