@@ -83,6 +83,11 @@ class RerankerConfig(BaseModel):
         10, ge=1, description="Fused candidates the reranker scores (CPU cost is linear in it; 10 was best on dev)."
     )
     max_tokens: int = Field(128, ge=16, description="Token budget of a (query, passage) pair.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="bf16 autocast of the cross-encoder on CPU. auto uses it only where the CPU has native "
+        "bf16 (AVX512-BF16 or AMX; emulated bf16 is far slower than fp32).",
+    )
     first_stage_weight: float = Field(
         1.5,
         ge=0,

@@ -87,6 +87,15 @@ class CrossEncoderReranker:
                 self._positive = 1 if labels == 2 else 0
         return self._model, self._tokenizer
 
+    @property
+    def uses_bf16(self) -> bool:
+        """bf16 autocast: per ``precision``; under auto only on CPUs with native bf16."""
+        if self.config.precision == "auto":
+            from retriever.st_embedder import cpu_has_native_bf16
+
+            return bool(cpu_has_native_bf16())
+        return self.config.precision == "bf16"
+
     # -- scoring --------------------------------------------------------------------------------
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Relevance logits of (query, text) pairs, in the order given."""
@@ -95,7 +104,7 @@ class CrossEncoderReranker:
         model, tok = self._load()
         out: list[np.ndarray] = []
         bs = self.config.batch_size
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.uses_bf16):
             for i in range(0, len(texts), bs):
                 batch = tok(
                     [query] * len(texts[i : i + bs]), list(texts[i : i + bs]), truncation="only_second",

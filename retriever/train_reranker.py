@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,8 @@ class RerankerTrainConfig:
     dev_queries: int = 100
     threads: int = 0
     max_seconds: float | None = None  # wall-clock cap of the optimizer loop (the manifest records a stop)
+    bf16: bool | None = None  # bf16 autocast of the forward pass; None: on exactly when the CPU has native bf16
+    corpus_queries: int = 0  # pseudo-queries from the corpus (an abstract's last sentence -> the rest)
 
 
 @dataclass
@@ -198,6 +201,43 @@ def qa_context_groups(
     return groups, record
 
 
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
+
+
+def corpus_pseudo_groups(
+    beir_dir: Path, searchers: Sequence[Searcher], cfg: RerankerTrainConfig, rng: random.Random, n: int
+) -> tuple[list[Group], dict[str, Any]]:
+    """``n`` pseudo-queries over the BEIR corpus, no qrels read (the inverse-cloze idea, like the
+    RouterRetriever paper's generated queries): an abstract's LAST sentence (usually its conclusion,
+    the kind of statement a SciFact claim makes) is the query; the title plus the abstract WITHOUT
+    that sentence is the positive, so it cannot be matched verbatim; the hard negatives are the top
+    BM25 / dense passages of other papers. Abstracts of fewer than 4 sentences or conclusions outside
+    8-45 words are skipped; the sample of papers is seeded."""
+    corpus_path = beir_dir / "corpus.jsonl"
+    docs = _read_jsonl(corpus_path)
+    rng.shuffle(docs)
+    picked: list[tuple[str, str, str]] = []  # (paper id, query, positive)
+    for d in docs:
+        if len(picked) >= n:
+            break
+        sentences = [x.strip() for x in _SENTENCE.split(str(d.get("text") or "").strip()) if x.strip()]
+        if len(sentences) < 4 or not 8 <= len(sentences[-1].split()) <= 45:
+            continue
+        picked.append((str(d["_id"]), sentences[-1], _text(str(d.get("title") or ""), " ".join(sentences[:-1]))))
+    rankings = [s([q for _, q, _ in picked], 30) for s in searchers] if picked else []
+    groups: list[Group] = []
+    for i, (pid, query, positive) in enumerate(picked):
+        negs = _negatives([rk[i] for rk in rankings], lambda h, pid=pid: h.passage.paper_id == pid, cfg.negative_pool, cfg.negatives, rng)  # type: ignore[misc]
+        if negs:
+            groups.append(Group(f"corpus:{pid}", "corpus-pseudo", query, positive, negs))
+    record = {
+        "role": "corpus pseudo-queries (abstract's last sentence -> title + the rest of the abstract); no qrels",
+        "files": {str(corpus_path): sha256_file(corpus_path)},
+        "papers": len(groups),
+    }
+    return groups, record
+
+
 def train_cross_encoder(
     groups: list[Group], cfg: RerankerTrainConfig, out_dir: Path, *, progress: bool = True
 ) -> dict[str, Any]:
@@ -211,11 +251,14 @@ def train_cross_encoder(
     from retriever.cross_cosine import HEAD_FILE, CrossCosineModel
     from retriever.reranker import resolve_base_model
 
+    from retriever.st_embedder import cpu_has_native_bf16
+
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    bf16 = bool(cpu_has_native_bf16()) if cfg.bf16 is None else cfg.bf16
     base_path = resolve_base_model(cfg.base_model)
     tok = AutoTokenizer.from_pretrained(base_path)
     encoder = AutoModel.from_pretrained(base_path)
@@ -255,7 +298,8 @@ def train_cross_encoder(
             texts += cand
             sizes.append(len(cand))
         enc = tok(queries, texts, truncation="only_second", max_length=cfg.max_tokens, padding=True, return_tensors="pt")
-        logits = model(**enc).logits.squeeze(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**enc).logits.squeeze(-1).float()
         loss = torch.zeros(())
         start = 0
         for size in sizes:  # listwise: the positive (index 0) against its negatives
@@ -289,6 +333,7 @@ def train_cross_encoder(
         "loss_first20": round(float(np.mean(losses[:20])), 4) if losses else None,
         "loss_last20": round(float(np.mean(losses[-20:])), 4) if losses else None,
         "torch_threads": torch.get_num_threads(),
+        "bf16_autocast": bf16,
         "scale": round(float(model.scale.detach()), 3),
     }
 

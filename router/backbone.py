@@ -101,6 +101,17 @@ class Backbone:
         out = model(**batch)
         return self.pool(out[0] if isinstance(out, tuple) else out.last_hidden_state, batch["attention_mask"])
 
+    def forward_with_layer(self, model: Any, batch: dict[str, Any], layer: int) -> tuple[Any, Any]:
+        """(the pooled sentence vector, the mean-pooled L2-normalized hidden state of ``layer``) from
+        one forward pass (layer 0 is the embedding output); the routing head reads the second."""
+        import torch
+
+        out = model(**batch, output_hidden_states=True)
+        mask = batch["attention_mask"]
+        m = mask.unsqueeze(-1).to(out.hidden_states[layer].dtype)
+        early = (out.hidden_states[layer] * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return self.pool(out.last_hidden_state, mask), torch.nn.functional.normalize(early, dim=-1)
+
     def encode_with(self, model: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Vectors of ``texts`` under ``model`` (the base or a base+adapter copy), float32."""
         import torch

@@ -56,6 +56,15 @@ class RouterConfig(BaseModel):
         "domain's queries; 0 samples pilots from the training queries, as before). Held-out pilots measure "
         "which expert generalizes to a query, not which one memorized it (docs/router_report.md).",
     )
+    routing: Literal["head", "pilots"] = Field(
+        "head",
+        description="How a query's expert is chosen. 'pilots': the paper's similarity to each expert's pilot "
+        "embeddings (see pilot_weighting). 'head': a routing head (logistic regression over an early base "
+        "layer, fitted on the same held-out pilot queries by `openscholar router pilots`) names the query's "
+        "domain; it told SciFact claims from titles and questions where pilots could not "
+        "(docs/router_report.md). Without a fitted head, routing falls back to pilots with a warning.",
+    )
+    head_layer: int = Field(2, ge=0, description="Base layer whose mean-pooled states the routing head reads (0: embeddings).")
     pilot_weighting: Literal["count", "uniform", "nearest", "knn"] = Field(
         "count",
         description="How an expert's pilot similarities are averaged at query time: 'uniform' is the "

@@ -19,12 +19,14 @@ from retriever.protocols import QueryVectors
 from router.backbone import Backbone
 from router.errors import ExpertMismatch, NoExperts
 from router.experts import Expert, ExpertStore
+from router.head import RoutingHead
 from router.pilots import Pilots
 
 log = logging.getLogger(__name__)
 
 
 WEIGHTINGS = ("count", "uniform", "nearest", "knn")
+ROUTINGS = ("head", "pilots")
 
 
 def knn_votes(q: np.ndarray, members: np.ndarray, owner: np.ndarray, n_experts: int, k: int) -> np.ndarray:
@@ -64,10 +66,14 @@ def pilot_similarities(
 
 
 class RouterQueryEncoder:
-    """Base-embed the query, average cosine to each expert's pilots, top-1 expert, encode with it.
+    """Base-embed the query, pick the top-1 expert, encode the query with it.
 
-    ``details`` of every encoded query: ``expert`` (the choice), ``similarities`` (expert -> mean
-    cosine to its pilots). Experts load lazily (merged LoRA, one plain forward per query batch).
+    ``routing="pilots"`` picks by the query's similarity to each expert's pilots (the paper);
+    ``routing="head"`` by the trained routing head (`router.head`) over an early base layer of the
+    same forward pass, falling back to pilots (with a warning) where no head was fitted.
+    ``details`` of every encoded query: ``expert`` (the choice), ``rule`` (which rule chose),
+    ``similarities`` (expert -> pilot similarity) and, under the head, ``head`` (expert ->
+    probability). Experts load lazily (merged LoRA, one plain forward per query batch).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class RouterQueryEncoder:
         batch_size: int = 64,
         weighting: str = "count",
         knn: int = 8,
+        routing: str = "pilots",
     ) -> None:
         self.backbone = backbone
         self.model_id = backbone.model_name
@@ -90,6 +97,10 @@ class RouterQueryEncoder:
         if weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, not {weighting!r}")
         self.weighting = weighting
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}, not {routing!r}")
+        self.routing = routing
+        self.head: RoutingHead | None = None
         self.knn = max(1, int(knn))
         self._member_vecs = np.zeros((0, 0), np.float32)
         self._member_owner = np.zeros(0, np.int64)
@@ -139,7 +150,34 @@ class RouterQueryEncoder:
             self._names = names
             self._pilot_vecs, self._pilot_owner, self._pilot_count = pilots.matrix(names)
             self._member_vecs, self._member_owner = pilots.member_matrix(names)
+            if self.routing == "head":
+                self.head = self._load_head(names)
             self._ready = True
+
+    def _load_head(self, names: list[str]) -> RoutingHead | None:
+        try:
+            head = RoutingHead.load(self.experts_dir)
+        except NoExperts:
+            log.warning("router.routing is 'head' but %s has no routing head: routing by pilots "
+                        "(fit one with `openscholar router pilots`)", self.experts_dir)
+            return None
+        if head.base_model != self.model_id:
+            raise ExpertMismatch(
+                f"the routing head in {self.experts_dir} was fitted on {head.base_model}, the base encoder is {self.model_id}",
+                hint="refit it with `openscholar router pilots`",
+            )
+        if not any(n in head.experts for n in names):
+            raise ExpertMismatch(
+                f"the routing head knows {head.experts}, none of the experts {names}",
+                hint="refit it with `openscholar router pilots`",
+            )
+        return head
+
+    @property
+    def rule(self) -> str:
+        """The rule that routes: "head" or "pilots" (pilots also where a head was asked for but is missing)."""
+        self._load()
+        return "head" if self.head is not None else "pilots"
 
     def _model(self, name: str) -> Any:
         if name not in self._models:
@@ -185,11 +223,34 @@ class RouterQueryEncoder:
         return np.concatenate([self._forward(model, self.backbone.tokenize(texts[i : i + self.batch_size]))
                                for i in range(0, len(texts), self.batch_size)]) if texts else np.zeros((0, self.dim), np.float32)
 
-    def route(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """(chosen expert per query, similarities (n, experts), base vectors)."""
-        base = self.encode_base(texts)
+    def _base_forward(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Base vectors and, under the head, its early-layer features, from one forward pass."""
+        if self.head is None:
+            return self._forward(self.backbone.model, batch), None
+        import torch
+
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
+        with torch.inference_mode(), ctx:
+            base, early = self.backbone.forward_with_layer(self.backbone.model, batch, self.head.layer)
+        return base.float().numpy(), early.float().numpy()
+
+    def _scores(self, batch: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(base vectors, pilot similarities, head probabilities or None) of one tokenized batch."""
+        base, early = self._base_forward(batch)
         sims = self.similarities(base)
-        return [self._names[j] for j in sims.argmax(axis=1)], sims, base
+        probs = self.head.probabilities(early, self._names) if self.head is not None and early is not None else None
+        return base, sims, probs
+
+    def route(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """(chosen expert per query, routing scores (n, experts): head probabilities under the
+        head, else pilot similarities, base vectors)."""
+        self._load()
+        parts = [self._scores(self.backbone.tokenize(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)]
+        if not parts:
+            return [], np.zeros((0, len(self._names)), np.float32), np.zeros((0, self.dim), np.float32)
+        base = np.concatenate([p[0] for p in parts])
+        scores = np.concatenate([p[2] if p[2] is not None else p[1] for p in parts])
+        return [self._names[j] for j in scores.argmax(axis=1)], scores, base
 
     def encode_queries(self, texts: Sequence[str]) -> QueryVectors:
         texts = list(texts)
@@ -201,9 +262,8 @@ class RouterQueryEncoder:
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s : s + self.batch_size]
             batch = self.backbone.tokenize(chunk)  # one tokenization serves routing and encoding
-            base = self._forward(self.backbone.model, batch)
-            sims = self.similarities(base)
-            choice = sims.argmax(axis=1)
+            _, sims, probs = self._scores(batch)
+            choice = (probs if probs is not None else sims).argmax(axis=1)
             for j in np.unique(choice):
                 rows = np.flatnonzero(choice == j)
                 sub = {key: v[rows] for key, v in batch.items()} if len(rows) < len(chunk) else batch
@@ -214,6 +274,9 @@ class RouterQueryEncoder:
             for r in range(len(chunk)):
                 details[s + r] = {
                     "expert": self._names[int(choice[r])],
+                    "rule": "head" if probs is not None else "pilots",
                     "similarities": {n: round(float(sims[r, i]), 6) for i, n in enumerate(self._names)},
                 }
+                if probs is not None:
+                    details[s + r]["head"] = {n: round(float(probs[r, i]), 6) for i, n in enumerate(self._names)}
         return QueryVectors(vectors, details)

@@ -42,4 +42,5 @@ def build_router_encoder(
         batch_size=embedder_config.batch_size,
         weighting=router.pilot_weighting,
         knn=router.pilot_knn,
+        routing=router.routing,
     )

@@ -7,7 +7,9 @@ rank the very vectors search uses; otherwise the raw gold text is kept (embedded
     .venv/bin/python scripts/make_expert_pairs.py --out .cache/openscholar/router_pairs
 
 Experts (see docs/router_report.md):
-  bio-claims   SciFact train claims (qrels/train.tsv) -> passages of their gold abstracts
+  bio-claims   SciFact train claims (qrels/train.tsv) -> passages of their gold abstracts, except the
+               held-out dev claims (the first --dev-claims sorted train ids, the reranker's dev split too),
+               so one dev split of SciFact train stays unseen by every model trained here
   bio-qa       PubMedQA dev questions (single_paper_tasks/pubmed_dev.jsonl) -> gold_ctx passages
   cs-multi     ScholarQA-CS dev questions and rubric criteria -> rubric evidence snippets,
                ScholarQA-Multi dev questions -> their ctxs passages
@@ -29,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from datastore.datastore import Datastore  # noqa: E402
 from datastore.sources import context_paper_id, context_text  # noqa: E402
+from retriever.train_reranker import held_out_queries  # noqa: E402
 from router.experts import Pair, write_pairs  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -50,14 +53,15 @@ class PassageTexts:
         return self.by_paper.get(paper_id) or [fallback]
 
 
-def bio_claims(texts: PassageTexts) -> list[Pair]:
+def bio_claims(texts: PassageTexts, dev_claims: int = 100) -> list[Pair]:
     sf = SHARED / "beir" / "scifact"
     queries = {q["_id"]: q["text"] for q in read_jsonl(sf / "queries.jsonl")}
     corpus = {d["_id"]: d for d in read_jsonl(sf / "corpus.jsonl")}
+    rows = [line.split("\t") for line in (sf / "qrels" / "train.tsv").read_text().splitlines()[1:]]  # TRAIN qrels only
+    dev = set(held_out_queries(sorted({r[0] for r in rows}), dev_claims))
     pairs = []
-    for line in (sf / "qrels" / "train.tsv").read_text().splitlines()[1:]:  # TRAIN qrels only
-        qid, did, score = line.split("\t")
-        if int(score) > 0 and qid in queries and did in corpus:
+    for qid, did, score in rows:
+        if int(score) > 0 and qid in queries and did in corpus and qid not in dev:
             d = corpus[did]
             pairs += [Pair(queries[qid], t) for t in texts.of(did, f"{d['title']} {d['text']}".strip())]
     return pairs
@@ -120,10 +124,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / ".cache" / "openscholar" / "router_pairs")
     ap.add_argument("--multitask-cap", type=int, default=400, help="Queries per domain in the multitask union.")
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--dev-claims", type=int, default=100, help="SciFact train claims held out of bio-claims (and multitask).")
     args = ap.parse_args()
     ds = Datastore.open(args.datastore)
     texts = PassageTexts(ds)
-    built = {"bio-claims": bio_claims(texts), "bio-qa": bio_qa(texts), "cs-multi": cs_multi(texts), "general-sci": general_sci(texts)}
+    built = {"bio-claims": bio_claims(texts, args.dev_claims), "bio-qa": bio_qa(texts), "cs-multi": cs_multi(texts), "general-sci": general_sci(texts)}
     union: list[Pair] = []
     for name, pairs in built.items():
         union += downsample(pairs, args.multitask_cap, args.seed)

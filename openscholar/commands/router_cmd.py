@@ -37,6 +37,20 @@ def _backbone(s: Settings):  # noqa: ANN202 - router.backbone.Backbone
     return Backbone(s.embedder.model, threads=s.router.training.threads or s.embedder.threads)
 
 
+def _refit_head(s: Settings, root: Path, backbone=None) -> None:  # noqa: ANN001
+    """Refit the routing head over every expert's pilot set (seconds; no expert is retrained)."""
+    from router.experts import ExpertStore
+    from router.head import HEAD_FILE, fit_head
+
+    experts = ExpertStore(root).experts()
+    if len(experts) < 2:
+        (root / HEAD_FILE).unlink(missing_ok=True)
+        return
+    head = fit_head(backbone or _backbone(s), experts, layer=s.router.head_layer)
+    head.save(root)
+    out.print("routing head refitted; 5-fold CV accuracy: " + ", ".join(f"{k} {v:.3f}" for k, v in head.cv_accuracy.items()))
+
+
 def _add_pilots(s: Settings, name: str, negatives) -> None:  # noqa: ANN001
     from router.errors import NoExperts
     from router.experts import ExpertStore
@@ -57,6 +71,7 @@ def _add_pilots(s: Settings, name: str, negatives) -> None:  # noqa: ANN001
         pilots = add_expert_pilots(pilots, backbone, store.get(name), others, corpus, lookup)
     pilots.save(root)
     out.print(f"pilots of {name}: " + ", ".join(f"{e.expert} x{e.count}" for e in pilots.entries if e.source == name))
+    _refit_head(s, root, backbone)
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
@@ -92,20 +107,23 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
     @router.command("pilots")
     def pilots_cmd(ctx: typer.Context) -> None:
-        """Recompute every pilot embedding from the experts' manifests and pilot sets (Algorithm 1)."""
+        """Recompute every pilot embedding from the experts' manifests and pilot sets (Algorithm 1), and
+        refit the routing head on the same pilot sets."""
         from router.experts import ExpertStore
         from router.pilots import compute_pilots
 
         s = settings(ctx)
         root = _experts_dir(s)
         negatives = _negatives(s, True)
-        pilots = compute_pilots(_backbone(s), ExpertStore(root).experts(), negatives.vectors if negatives else None,
+        backbone = _backbone(s)
+        pilots = compute_pilots(backbone, ExpertStore(root).experts(), negatives.vectors if negatives else None,
                                 negatives.lookup if negatives else None, k=s.router.pilot_k,
                                 negatives_source=negatives.source if negatives else "")
         path = pilots.save(root)
         for e in sorted(pilots.entries, key=lambda e: (e.source, e.expert)):
             out.print(f"{e.source:>14} -> {e.expert:<14} {e.count:>4} queries")
         out.print(f"wrote {path}")
+        _refit_head(s, root, backbone)
 
     @router.command("list")
     def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -148,22 +166,24 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
     @router.command("remove")
     def remove_cmd(ctx: typer.Context, name: str = typer.Argument(..., help="Expert to drop.")) -> None:
-        """Drop an expert's adapter and its pilots; the other experts are untouched."""
+        """Drop an expert's adapter and its pilots (the routing head is refitted); the other experts are untouched."""
         from router.errors import NoExperts
         from router.experts import ExpertStore
         from router.pilots import Pilots, remove_expert_pilots
 
-        root = _experts_dir(settings(ctx))
+        s = settings(ctx)
+        root = _experts_dir(s)
         ExpertStore(root).remove(name)
         try:
             remove_expert_pilots(Pilots.load(root), name).save(root)
         except NoExperts:
             pass
+        _refit_head(s, root)
         out.print(f"removed {name} from {root}")
 
     @router.command("route")
     def route_cmd(ctx: typer.Context, query: str = typer.Argument(..., help="A query.")) -> None:
-        """Which expert the router picks for QUERY, with every expert's pilot similarity."""
+        """Which expert the router picks for QUERY, with every expert's pilot similarity (and head probability)."""
         from router.factory import build_router_encoder
 
         s = settings(ctx)

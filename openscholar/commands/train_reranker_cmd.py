@@ -35,6 +35,11 @@ def train_reranker(
     queries_per_step: int = typer.Option(8, "--queries-per-step", min=1, help="Training queries per optimizer step."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
     max_seconds: float = typer.Option(None, "--max-seconds", min=1.0, help="Wall-clock cap of the training loop."),
+    corpus_queries: int = typer.Option(
+        0, "--corpus-queries", min=0, help="Pseudo-queries from the BEIR corpus (an abstract's last sentence -> "
+        "title + the rest of it); no qrels are read."
+    ),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 autocast only on CPUs with native bf16), fp32 or bf16."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
@@ -44,12 +49,15 @@ def train_reranker(
     from retriever.sparse import open_sparse
     from retriever.train_reranker import (
         RerankerTrainConfig,
+        corpus_pseudo_groups,
         qa_context_groups,
         scifact_groups,
         train_cross_encoder,
         write_manifest,
     )
 
+    if precision not in ("auto", "fp32", "bf16"):
+        raise typer.BadParameter("use auto, fp32 or bf16", param_hint="--precision")
     if split == "test":
         raise typer.BadParameter("the reranker is never trained on test qrels", param_hint="--split")
     s = settings(ctx)
@@ -57,7 +65,8 @@ def train_reranker(
         seed=seed, epochs=epochs, max_train_queries=max_train_queries, dev_queries=dev_queries,
         max_tokens=max_tokens, negatives=negatives, threads=threads, negative_pool=negative_pool,
         trainable_layers=trainable_layers, lora_r=lora_r, lr=lr, queries_per_step=queries_per_step,
-        max_seconds=max_seconds,
+        max_seconds=max_seconds, corpus_queries=corpus_queries,
+        bf16={"auto": None, "fp32": False, "bf16": True}[precision],
     )
     out = (out_dir or s.cache_path / "reranker").expanduser()
     beir = (beir_dir or scifact_dir(s)).expanduser()
@@ -72,6 +81,10 @@ def train_reranker(
     inputs = [record]
     for path in extras:
         more, rec = qa_context_groups(path.expanduser(), searchers, cfg, rng)
+        groups += more
+        inputs.append(rec)
+    if corpus_queries:
+        more, rec = corpus_pseudo_groups(beir, searchers, cfg, rng, corpus_queries)
         groups += more
         inputs.append(rec)
     mining = time.perf_counter() - t0

@@ -29,5 +29,9 @@ def test_list_and_remove(planted: ExpertStore, monkeypatch) -> None:
     assert planted.names() == ["claims", "cs"]
     left = Pilots.load(planted.root)
     assert sorted((e.source, e.expert) for e in left.entries) == [("claims", "claims"), ("cs", "cs")]
+    # The routing head is refitted over the experts that remain (their pilot sets); none is retrained.
+    from router.head import RoutingHead
+
+    assert RoutingHead.load(planted.root).experts == ["claims", "cs"]
     again = runner.invoke(app, ["router", "remove", "broken"])
     assert again.exit_code != 0 and "no expert 'broken'" in str(again.exception)
