@@ -44,14 +44,14 @@ def score(runs: dict[str, list], qrels: dict) -> dict[str, float]:
 class ExpertEncoder:
     """The base encoder with one router expert's query adapter (a QueryEncoder for DenseRetriever)."""
 
-    def __init__(self, name: str, embedder: SentenceTransformerEmbedder) -> None:
+    def __init__(self, name: str, embedder: SentenceTransformerEmbedder, experts_dir: Path | None = None) -> None:
         from router.backbone import Backbone
         from router.config import PACKAGED_EXPERTS
         from router.encoder import RouterQueryEncoder
 
         self.model_id, self.dim = embedder.model_id, embedder.dim
         backbone = Backbone(embedder.model_id, st_model=embedder._load)  # noqa: SLF001 - shared weights
-        self.router = RouterQueryEncoder(backbone, PACKAGED_EXPERTS, experts=[name], bf16=lambda: embedder.uses_bf16)
+        self.router = RouterQueryEncoder(backbone, experts_dir or PACKAGED_EXPERTS, experts=[name], bf16=lambda: embedder.uses_bf16)
         self.name = name
 
     def encode_queries(self, texts: list[str]) -> QueryVectors:
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--datastore", default=".cache/openscholar/datastore")
     ap.add_argument("--reranker", default=None)
     ap.add_argument("--expert", default=None, help="Router expert whose query adapter is a third first stage.")
+    ap.add_argument("--experts-dir", type=Path, default=None, help="Where --expert lives (default: the packaged experts).")
+    ap.add_argument("--no-fusion", action="store_true", help="Only the first stages (no fusion or reranking rows).")
     ap.add_argument("--window", type=int, default=20)
     ap.add_argument("--max-tokens", type=int, default=192)
     ap.add_argument("--report-test", action="store_true")
@@ -77,7 +79,7 @@ def main() -> None:
     ds = Datastore.open(args.datastore)
     embedder = SentenceTransformerEmbedder()
     dense = DenseRetriever(ds, embedder)
-    expert = DenseRetriever(ds, ExpertEncoder(args.expert, embedder)) if args.expert else None
+    expert = DenseRetriever(ds, ExpertEncoder(args.expert, embedder, args.experts_dir)) if args.expert else None
     sparse = open_sparse(ds, SparseConfig())
     reranker = CrossEncoderReranker(RerankerConfig(max_tokens=args.max_tokens), args.reranker) if args.reranker else None
     saved: dict[str, dict] = {}
@@ -91,6 +93,8 @@ def main() -> None:
         for name, runs in first.items():
             out[name] = score(dict(zip(qids, runs)), qrels)
         print(split, {k: v["ndcg@10"] for k, v in out.items()}, flush=True)
+        if args.no_fusion:
+            continue
         grid = [FusionConfig(method="rrf", rrf_k=k, dense_weight=w, sparse_weight=1.0) for k, w in itertools.product([10, 30, 60, 100], [0.5, 0.75, 1.0, 1.5, 2.0])]
         grid += [FusionConfig(method="interpolation", dense_weight=w, sparse_weight=1.0) for w in [0.5, 1.0, 1.5, 2.0, 3.0]]
         results = []

@@ -9,7 +9,8 @@ Rows (nDCG@10 / recall@100; a document is scored by its best passage, eval.beir'
   DatasetOracle the expert trained on this dataset's training split (bio-claims for SciFact)
   InstanceOracle per query, the expert that scores best on it (uses test qrels: an upper bound)
   DatasetRouter one expert for the whole dataset: the argmax of the mean routing similarities
-  router        RouterRetriever: per-query top-1 expert by pilot similarity (the `router` pipeline)
+  router-uniform / router-count  per-query top-1 expert by pilot similarity (the paper's mean; count-weighted)
+  router        the `router` pipeline as configured (router.routing: the routing head by default)
 Latency: p50 of single-query encode calls, base vs router (interleaved, after warm-up).
 Test qrels are used only to score, never to train or to build pilots.
 """
@@ -128,13 +129,14 @@ def main() -> None:
     qv_paper = paper.encode_queries(texts)
     picks_paper = Counter(d["expert"] for d in qv_paper.details)
     add("router-uniform", qv_paper.vectors, "paper's plain mean over pilots: " + ", ".join(f"{k} {v}" for k, v in picks_paper.most_common()))
-    nearest = RouterQueryEncoder(router.backbone, router.experts_dir, bf16=router._bf16, weighting="nearest")
-    qv_near = nearest.encode_queries(texts)
-    picks_near = Counter(d["expert"] for d in qv_near.details)
-    add("router-nearest", qv_near.vectors, "closest pilot decides: " + ", ".join(f"{k} {v}" for k, v in picks_near.most_common()))
+    count = RouterQueryEncoder(router.backbone, router.experts_dir, bf16=router._bf16, weighting="count")
+    qv_count = count.encode_queries(texts)
+    picks_count = Counter(d["expert"] for d in qv_count.details)
+    add("router-count", qv_count.vectors, "count-weighted pilots: " + ", ".join(f"{k} {v}" for k, v in picks_count.most_common()))
     qv = router.encode_queries(texts)
     picks = Counter(d["expert"] for d in qv.details)
-    add("router", qv.vectors, f"{router.weighting}-weighted pilots: " + ", ".join(f"{k} {v}" for k, v in picks.most_common()))
+    rule = "routing head" if router.rule == "head" else f"{router.weighting}-weighted pilots"
+    add("router", qv.vectors, f"{rule}: " + ", ".join(f"{k} {v}" for k, v in picks.most_common()))
 
     # Latency: single-query encode calls, interleaved base/router, after warm-up.
     lat_texts = texts[: args.latency_queries]
