@@ -102,11 +102,12 @@ class RetrievalConfig(BaseModel):
 
     pipeline: PipelineName = Field(
         "hybrid",
-        description="Retrieval pipeline. hybrid (bm25s + dense, RRF) is the default: it keeps the answer "
-        "pipeline's own time at p50 129 ms on 2 CPU cores (bench/answer_bench.py). hybrid+rerank adds the "
-        "trained reranker over the top reranker.candidates: +1.3 nDCG@10 on SciFact test and +1.6 on held-out "
-        "train claims, for ~0.23 s more per retrieval on 2 CPU cores (docs/retrieval_report.md); choose it "
-        "where quality matters more than latency, or with a GPU.",
+        description="Retrieval pipeline. hybrid (bm25s + dense, RRF) is the default: the answer pipeline's "
+        "own time stays at p50 32 ms (bench/answer_bench.py, 2 CPU cores). On SciFact test (nDCG@10, "
+        "docs/retrieval_report.md): hybrid 70.6, router+hybrid 73.1 (+4 ms), hybrid+rerank 73.7 and "
+        "router+hybrid+rerank 75.1 (the best); the reranked ones take the answer pipeline to 313-362 ms "
+        "even on a CPU with native bf16, over its 300 ms budget: choose them where quality matters more "
+        "than latency, or with a GPU.",
     )
     top_k: int = Field(10, ge=1, description="Passages returned (to the reader).")
     candidates: int = Field(100, ge=1, description="Candidates each first-stage retriever returns.")

@@ -28,5 +28,7 @@ def test_trained_judge_prefers_gold_citations(shared_data: Path) -> None:
              for i, ex in enumerate(examples)]
     with_gold = score_citations(gold, Entailment(judge), short=True)
     with_wrong = score_citations(wrong, Entailment(judge), short=True)
+    # The docstring's claim. No absolute bar on the wrong citations: the packaged judge is weak (held-out
+    # accuracy 0.59) and accepted 2 of the 8 wrong citations on an AVX2 CPU but 3 on an AVX512-BF16 one.
     assert with_gold["citation_recall"] > with_wrong["citation_recall"]
-    assert with_wrong["citation_recall"] <= 25.0
+    assert with_gold["citation_recall"] - with_wrong["citation_recall"] >= 25.0
