@@ -142,14 +142,26 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
             row = manifest_summary(e.manifest)
             row["pilots"] = len(pilots.of(e.name)) if pilots else 0
             rows.append(row)
+        from router.head import RoutingHead
+
+        try:
+            h = RoutingHead.load(root)
+            head = {"experts": h.experts, "layer": h.layer, "cv_accuracy": h.cv_accuracy}
+        except NoExperts:
+            head = None
         if as_json:
-            print_json({"experts_dir": str(root), "experts": rows})
+            print_json({"experts_dir": str(root), "experts": rows, "routing_head": head})
             return
         out.print(f"experts in {root}:")
         if not rows:
             out.print("  (none) train one with `openscholar router train-expert NAME --pairs F`")
         for r in rows:
             out.print(f"  [bold]{r['name']}[/] pilots={r['pilots']} pairs={r['pairs']} train={r['train_seconds']}s  {r['domain']}", highlight=False)
+        if head:
+            acc = ", ".join(f"{k} {v:.3f}" for k, v in head["cv_accuracy"].items())
+            out.print(f"routing head: base layer {head['layer']}, 5-fold CV accuracy {acc}", highlight=False)
+        else:
+            out.print("routing head: none (routing by pilots; `openscholar router pilots` fits one)")
 
     @router.command("add")
     def add_cmd(

@@ -23,6 +23,7 @@ def test_list_and_remove(planted: ExpertStore, monkeypatch) -> None:
     assert listed.exit_code == 0, listed.output
     data = json.loads(listed.stdout)
     assert {r["name"]: r["pilots"] for r in data["experts"]} == {"broken": 1, "claims": 2, "cs": 1}
+    assert data["routing_head"] is None  # none fitted yet
 
     removed = runner.invoke(app, ["router", "remove", "broken"])
     assert removed.exit_code == 0, removed.output
@@ -33,5 +34,7 @@ def test_list_and_remove(planted: ExpertStore, monkeypatch) -> None:
     from router.head import RoutingHead
 
     assert RoutingHead.load(planted.root).experts == ["claims", "cs"]
+    listed = runner.invoke(app, ["router", "list", "--json"])
+    assert json.loads(listed.stdout)["routing_head"]["experts"] == ["claims", "cs"]
     again = runner.invoke(app, ["router", "remove", "broken"])
     assert again.exit_code != 0 and "no expert 'broken'" in str(again.exception)
