@@ -50,7 +50,7 @@ class ExpertEncoder:
         from router.encoder import RouterQueryEncoder
 
         self.model_id, self.dim = embedder.model_id, embedder.dim
-        backbone = Backbone(embedder.model_id, st_model=embedder._load)  # noqa: SLF001 - shared weights
+        backbone = Backbone(embedder.model_id, st_model=embedder._load)
         self.router = RouterQueryEncoder(backbone, experts_dir or PACKAGED_EXPERTS, experts=[name], bf16=lambda: embedder.uses_bf16)
         self.name = name
 

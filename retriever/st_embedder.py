@@ -16,9 +16,10 @@ Speed on CPU comes from three things, each checked against fp32 before it is use
 from __future__ import annotations
 
 import contextlib
-import time
+import functools
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -71,8 +72,10 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool | None:
     """Whether the CPU runs bf16 matmuls natively (AVX512-BF16 or AMX); None when it cannot tell.
+    Read once per process (the reranker asks on every scoring call).
 
     Autocast to bf16 on a CPU without these instructions is emulated and far slower than fp32
     (measured on an AVX2-only EPYC: ~1 passage/s against ~30 in fp32), so ``auto`` must not pick it.

@@ -250,7 +250,6 @@ def train_cross_encoder(
 
     from retriever.cross_cosine import HEAD_FILE, CrossCosineModel
     from retriever.reranker import resolve_base_model
-
     from retriever.st_embedder import cpu_has_native_bf16
 
     random.seed(cfg.seed)

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from router.errors import ExpertNotFound, RouterError
+from datastore.manifest import atomic_write_text
+from router.errors import ExpertNotFound, NoExperts, RouterError
 
 MANIFEST = "manifest.json"
 ADAPTER = "adapter"
@@ -68,6 +69,24 @@ def write_pairs(path: Path, pairs: Iterable[Pair]) -> int:
             fh.write(json.dumps({"query": p.query, "positive": p.positive}, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def save_versioned_json(path: Path, data: dict[str, Any]) -> Path:
+    """Write a router file (pilots, routing head) atomically: readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def load_versioned_json(path: Path, version: int, *, missing: str, hint: str) -> dict[str, Any]:
+    """A router file written by `save_versioned_json`: NoExperts (with ``missing``/``hint``) when it
+    is absent, RouterError when its ``format_version`` is not ``version``."""
+    if not path.is_file():
+        raise NoExperts(f"{missing} at {path}", hint=hint)
+    data = json.loads(path.read_text())
+    if data.get("format_version") != version:
+        raise RouterError(f"{path} has format version {data.get('format_version')}", hint=hint)
+    return data
 
 
 def pairs_hash(pairs: Sequence[Pair]) -> str:

@@ -19,7 +19,6 @@ remaining pilot sets (no expert is retrained).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from router.errors import NoExperts, RouterError
+from router.experts import load_versioned_json, save_versioned_json
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +105,12 @@ class RoutingHead:
             "weights_f32": base64.b64encode(np.asarray(self.weights, dtype="<f4").tobytes()).decode("ascii"),
             "bias": [float(v) for v in self.bias],
         }
-        root.mkdir(parents=True, exist_ok=True)
-        path = root / HEAD_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.replace(path)
-        return path
+        return save_versioned_json(root / HEAD_FILE, data)
 
     @classmethod
     def load(cls, root: Path) -> RoutingHead:
-        path = Path(root) / HEAD_FILE
-        if not path.is_file():
-            raise NoExperts(f"no routing head at {path}", hint="fit it with `openscholar router pilots`")
-        d = json.loads(path.read_text())
-        if d.get("format_version") != HEAD_VERSION:
-            raise RouterError(f"{path} has format version {d.get('format_version')}", hint="refit with `openscholar router pilots`")
+        d = load_versioned_json(Path(root) / HEAD_FILE, HEAD_VERSION, missing="no routing head",
+                                hint="fit it with `openscholar router pilots`")
         weights = np.frombuffer(base64.b64decode(d["weights_f32"]), dtype="<f4").reshape(int(d["dim"]), len(d["experts"]))
         return cls(d["base_model"], int(d["layer"]), list(d["experts"]), weights.astype(np.float32),
                    np.asarray(d["bias"], dtype=np.float32), float(d["l2"]), int(d["iters"]),

@@ -16,7 +16,6 @@ whole table from the manifests' pilot sets, deterministically.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from router.backbone import Backbone
-from router.errors import NoExperts, RouterError
-from router.experts import Expert
+from router.errors import NoExperts
+from router.experts import Expert, load_versioned_json, save_versioned_json
 from router.pool import CandidatePool, PairSet, embed_positives, ndcg_at_k
 
 log = logging.getLogger(__name__)
@@ -97,7 +96,6 @@ class Pilots:
         return vecs, np.array([i for i, _, _ in rows], dtype=np.int64), np.array([c for _, _, c in rows], dtype=np.float32)
 
     def save(self, root: Path) -> Path:
-        root.mkdir(parents=True, exist_ok=True)
         data = {
             "format_version": PILOTS_VERSION,
             "base_model": self.base_model,
@@ -106,23 +104,12 @@ class Pilots:
             "expert_hashes": dict(sorted(self.expert_hashes.items())),
             "entries": [e.to_dict() for e in sorted(self.entries, key=lambda e: (e.source, e.expert))],
         }
-        path = root / PILOTS_FILE
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.replace(path)
-        return path
+        return save_versioned_json(root / PILOTS_FILE, data)
 
     @classmethod
     def load(cls, root: Path) -> Pilots:
-        path = Path(root) / PILOTS_FILE
-        if not path.is_file():
-            raise NoExperts(
-                f"no pilot embeddings at {path}",
-                hint="compute them with `openscholar router pilots` (after training experts)",
-            )
-        d = json.loads(path.read_text())
-        if d.get("format_version") != PILOTS_VERSION:
-            raise RouterError(f"{path} has format version {d.get('format_version')}", hint="recompute with `openscholar router pilots`")
+        d = load_versioned_json(Path(root) / PILOTS_FILE, PILOTS_VERSION, missing="no pilot embeddings",
+                                hint="compute them with `openscholar router pilots` (after training experts)")
         return cls(d["base_model"], int(d["k"]), d.get("negatives_source", ""),
                    [PilotEntry.from_dict(e) for e in d["entries"]], dict(d.get("expert_hashes", {})))
 

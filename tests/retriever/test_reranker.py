@@ -107,6 +107,9 @@ def test_training_writes_a_loadable_adapter_and_manifest(tmp_path: Path) -> None
     training = train_cross_encoder(groups, cfg, out, progress=False)
     manifest = write_manifest(out, cfg, groups, [], [], training)
     assert training["steps"] == 2 and manifest["pairs"] == 8
+    from retriever.st_embedder import cpu_has_native_bf16
+
+    assert training["bf16_autocast"] is bool(cpu_has_native_bf16())  # precision auto follows the CPU
     assert manifest["query_ids_by_source"] == {"toy": ["q0", "q1", "q2", "q3"]}
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == cfg.base_model
     scores = CrossEncoderReranker(RerankerConfig(), out).score("claim about graphene", ["A study of graphene.", "x"])

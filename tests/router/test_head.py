@@ -13,7 +13,7 @@ from router.pilots import compute_pilots
 from tests.router.conftest import make_expert
 
 
-def _two_domains(tmp_path, backbone, domains) -> ExpertStore:  # noqa: ANN001
+def _two_domains(tmp_path, backbone, domains) -> ExpertStore:
     store = ExpertStore(tmp_path / "experts")
     make_expert(store, backbone, "claims", domains["claims"]["pilot"])
     make_expert(store, backbone, "cs", domains["cs"]["pilot"])
