@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -94,6 +94,13 @@ class RerankerConfig(BaseModel):
         ge=0,
         description="Final score = z(reranker logit) + w * z(first-stage score) over the candidates; "
         "0 ranks by the reranker alone; 1.0 was best for the default reranker on held-out train claims.",
+    )
+    stage_weights: dict[Literal["dense", "bm25", "fusion"], Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="More terms of the final score: + w * z(that first stage's own score) per named stage. A "
+        "candidate the stage did not return counts as the lowest score the stage gave in the window. E.g. "
+        "{dense = 0.5, bm25 = 0.5} with first_stage_weight = 0 weighs the dense (router) and BM25 evidence "
+        "separately instead of through their rank fusion.",
     )
 
 

@@ -50,9 +50,10 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 class CrossEncoderReranker:
     """Cross-encoder over (query, title + passage); thread-safe, loaded lazily once.
 
-    The final score is the cross-encoder logit, or, with ``first_stage_weight`` w > 0,
-    ``z(logit) + w * z(previous score)`` (z-scores over the candidates): a weak reranker then
-    refines the first-stage order instead of replacing it.
+    The final score is the cross-encoder logit, or, with ``first_stage_weight`` w > 0 or any
+    ``stage_weights``, ``z(logit) + w * z(previous score) + sum_s w_s * z(score at stage s)``
+    (z-scores over the candidates, `stage_features`): a weak reranker then refines the first-stage
+    evidence instead of replacing it.
     """
 
     stage = "rerank"
@@ -121,14 +122,31 @@ class CrossEncoderReranker:
         logits = self.score(query, [pair_text(h) for h in hits])
         final = logits.astype(np.float64)
         w = self.config.first_stage_weight
-        if w > 0 and len(hits) > 1:
-            final = _zscore(final) + w * _zscore(np.asarray([h.score for h in hits], dtype=np.float64))
+        extra = {s: v for s, v in self.config.stage_weights.items() if v > 0}
+        if (w > 0 or extra) and len(hits) > 1:
+            final = _zscore(final)
+            if w > 0:
+                final = final + w * _zscore(np.asarray([h.score for h in hits], dtype=np.float64))
+            for stage, feature in stage_features(hits, list(extra)).items():
+                final = final + extra[stage] * _zscore(feature)
         out = [
             Hit(h.passage, float(f), {**h.scores, self.stage: float(s)})
             for h, s, f in zip(hits, logits, final, strict=True)
         ]
         out.sort(key=lambda h: -h.score)
         return out[:k] if k is not None else out
+
+
+def stage_features(hits: Sequence[Hit], stages: Sequence[str]) -> dict[str, np.ndarray]:
+    """Each named first stage's own score of every candidate (``hit.scores[stage]``); a candidate
+    that stage did not return gets the lowest score the stage gave among the candidates (0 when it
+    gave none)."""
+    out: dict[str, np.ndarray] = {}
+    for stage in stages:
+        present = [h.scores[stage] for h in hits if stage in h.scores]
+        floor = min(present) if present else 0.0
+        out[stage] = np.asarray([h.scores.get(stage, floor) for h in hits], dtype=np.float64)
+    return out
 
 
 def load_cross_encoder(path: str) -> tuple[Any, Any]:

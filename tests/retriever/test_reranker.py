@@ -19,7 +19,7 @@ from retriever.dense import DenseRetriever
 from retriever.errors import ModelUnavailable
 from retriever.fusion import Fusion
 from retriever.protocols import Hit
-from retriever.reranker import CrossEncoderReranker, Reranker
+from retriever.reranker import CrossEncoderReranker, Reranker, stage_features
 from retriever.sparse import open_sparse
 from retriever.train_reranker import (
     Group,
@@ -62,6 +62,44 @@ def test_rerank_contract(reranker: CrossEncoderReranker) -> None:
     assert [h.scores["rerank"] for h in out] == sorted((h.scores["rerank"] for h in out), reverse=True)
     assert [h.passage.passage_id for h in reranker.rerank("vitamin D fractures", hits, k=1)] == [2]
     assert reranker.rerank("anything", []) == []
+
+
+def test_stage_features_floor_missing_stages() -> None:
+    hits = [
+        Hit(Passage(1, "p1", "", "a"), 3.0, {"dense": 0.8, "bm25": 12.0, "fusion": 3.0}),
+        Hit(Passage(2, "p2", "", "b"), 2.0, {"dense": 0.6, "fusion": 2.0}),  # BM25 did not return it
+        Hit(Passage(3, "p3", "", "c"), 1.0, {"bm25": 7.0, "fusion": 1.0}),  # dense did not return it
+    ]
+    f = stage_features(hits, ["dense", "bm25"])
+    assert f["dense"].tolist() == [0.8, 0.6, 0.6]
+    assert f["bm25"].tolist() == [12.0, 7.0, 7.0]
+    assert stage_features(hits, ["router"])["router"].tolist() == [0.0, 0.0, 0.0]
+
+
+@needs_artifact
+def test_stage_weights_add_first_stage_evidence(reranker: CrossEncoderReranker) -> None:
+    """With a heavy dense weight the dense order wins over the cross-encoder; with none it does not."""
+    query = "Vitamin D supplements prevent fractures in elderly women."
+    texts = ["Vitamin D supplementation reduced fracture risk in older women.", "Offshore wind farms change bird migration."]
+    hits = [
+        Hit(Passage(i + 1, f"p{i + 1}", "", t), 1.0, {"fusion": 1.0, "dense": d})
+        for i, (t, d) in enumerate(zip(texts, [0.1, 0.9], strict=True))
+    ]
+    plain = CrossEncoderReranker(RerankerConfig(first_stage_weight=0.0), PACKAGED_RERANKER)
+    plain._model, plain._tokenizer = reranker._load()  # noqa: SLF001 - share the loaded weights
+    assert plain.rerank(query, hits)[0].passage.passage_id == 1
+    dense_heavy = CrossEncoderReranker(RerankerConfig(first_stage_weight=0.0, stage_weights={"dense": 5.0}), PACKAGED_RERANKER)
+    dense_heavy._model, dense_heavy._tokenizer = plain._model, plain._tokenizer  # noqa: SLF001
+    out = dense_heavy.rerank(query, hits)
+    assert out[0].passage.passage_id == 2
+    assert out[0].scores["rerank"] < out[1].scores["rerank"]  # the logit is kept, only the order moved
+
+
+def test_stage_weights_refuse_unknown_stages() -> None:
+    with pytest.raises(ValueError, match="stage_weights"):
+        RerankerConfig(stage_weights={"colbert": 1.0})
+    with pytest.raises(ValueError, match="stage_weights"):
+        RerankerConfig(stage_weights={"dense": -1.0})
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
