@@ -32,8 +32,9 @@ PIPELINES: dict[str, tuple[bool, str | None, bool]] = {
     "router+hybrid": (True, "config", False),
     "router+hybrid+rerank": (True, "config", True),
 }
-# The reranker trained here and committed with the package (see docs/retrieval_report.md).
-PACKAGED_RERANKER = Path(__file__).resolve().parents[1] / "retriever" / "models" / "reranker"
+# The rerankers trained here and committed with the package (see docs/retrieval_report.md).
+PACKAGED_MODELS = Path(__file__).resolve().parents[1] / "retriever" / "models"
+PACKAGED_RERANKER = PACKAGED_MODELS / "reranker"
 
 
 def build_query_encoder(settings: Settings, pipeline: str, embedder: Embedder | None = None) -> QueryEncoder:
@@ -49,10 +50,14 @@ def build_query_encoder(settings: Settings, pipeline: str, embedder: Embedder | 
     return build_embedder(settings)
 
 
-def reranker_path(settings: Settings) -> str:
-    """Where the configured reranker loads from: 'default' is the trained one, else the id/path."""
-    model = settings.retrieval.reranker.model
+def reranker_path(settings: Settings, model: str | None = None) -> str:
+    """Where a reranker loads from (default: ``retrieval.reranker.model``): 'default' is the trained one
+    (the cache's, else the packaged one), a name under retriever/models/ a packaged one, else the id/path."""
+    model = settings.retrieval.reranker.model if model is None else model
     if model != "default":
+        packaged = PACKAGED_MODELS / model
+        if "/" not in model and (packaged / ADAPTER_CONFIG).is_file():
+            return str(packaged)
         return model
     for candidate in (settings.cache_path / "reranker", PACKAGED_RERANKER):
         if (candidate / ADAPTER_CONFIG).is_file():
@@ -62,6 +67,12 @@ def reranker_path(settings: Settings) -> str:
         hint="train it with `openscholar train reranker` (about 10 minutes on CPU), or set "
         "retrieval.reranker.model to an HF cross-encoder id or directory",
     )
+
+
+def reranker_paths(settings: Settings) -> list[str]:
+    """``retrieval.reranker.model`` and its ``extra_models``, resolved (`reranker_path`)."""
+    cfg = settings.retrieval.reranker
+    return [reranker_path(settings, m) for m in [cfg.model, *cfg.extra_models]]
 
 
 def build_retriever(
@@ -85,5 +96,5 @@ def build_retriever(
     if sparse_backend is not None:
         backend = cfg.sparse.backend if sparse_backend == "config" else sparse_backend
         sparse = open_sparse(datastore, cfg.sparse, backend=backend)
-    reranker = CrossEncoderReranker(cfg.reranker, reranker_path(settings)) if reranks else None
+    reranker = CrossEncoderReranker(cfg.reranker, reranker_paths(settings)) if reranks else None
     return Retriever(cfg, dense=dense, sparse=sparse, reranker=reranker, fusion=Fusion(cfg.fusion), pipeline=name)

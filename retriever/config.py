@@ -78,6 +78,12 @@ class RerankerConfig(BaseModel):
         description="'default' is the reranker trained here (see `openscholar train reranker`); "
         "otherwise an HF cross-encoder id or directory (production: OpenScholar/OpenScholar_Reranker).",
     )
+    extra_models: list[str] = Field(
+        default_factory=list,
+        description="More cross-encoders scored beside `model` (HF ids, directories, or the name of a reranker "
+        "packaged under retriever/models/): the rerank score is then the sum of each model's logit z-scored over "
+        "the candidates. Each one costs one more forward pass over the candidates.",
+    )
     batch_size: int = Field(32, ge=1, description="Pairs per forward pass.")
     candidates: int = Field(
         20, ge=1, description="Fused candidates the reranker scores (CPU cost is linear in it; on the held-out dev "

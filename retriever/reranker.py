@@ -50,7 +50,8 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 class CrossEncoderReranker:
     """Cross-encoder over (query, title + passage); thread-safe, loaded lazily once.
 
-    The final score is the cross-encoder logit, or, with ``first_stage_weight`` w > 0 or any
+    ``model_path`` may name several cross-encoders: an ensemble, scored by the sum of its members'
+    logits, each z-scored over the candidates. The final score is that score, or, with ``first_stage_weight`` w > 0 or any
     ``stage_weights``, ``z(logit) + w * z(previous score) + sum_s w_s * z(score at stage s)``
     (z-scores over the candidates, `stage_features`): a weak reranker then refines the first-stage
     evidence instead of replacing it.
@@ -58,12 +59,16 @@ class CrossEncoderReranker:
 
     stage = "rerank"
 
-    def __init__(self, config: RerankerConfig | None = None, model_path: str | Path | None = None) -> None:
+    def __init__(
+        self, config: RerankerConfig | None = None, model_path: str | Path | Sequence[str | Path] | None = None
+    ) -> None:
         self.config = config or RerankerConfig()
-        self.model_path = str(model_path or self.config.model)
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._positive = 0
+        paths = [model_path] if isinstance(model_path, (str, Path)) else list(model_path or [self.config.model])
+        if not paths:
+            raise ValueError("a CrossEncoderReranker needs at least one model")
+        self.model_paths = [str(p) for p in paths]
+        self.model_path = self.model_paths[0]
+        self._members: list[tuple[Any, Any, int]] = []  # (model, tokenizer, index of the relevant logit)
         self._lock = threading.Lock()
 
     # -- loading --------------------------------------------------------------------------------
@@ -71,22 +76,25 @@ class CrossEncoderReranker:
         self._load()
         return self
 
-    def _load(self) -> tuple[Any, Any]:
-        if self._model is not None:
-            return self._model, self._tokenizer
+    def _load(self) -> list[tuple[Any, Any, int]]:
+        if self._members:
+            return self._members
         with self._lock:
-            if self._model is None:
-                try:
-                    self._model, self._tokenizer = load_cross_encoder(self.model_path)
-                except OSError as exc:
-                    raise ModelUnavailable(
-                        f"cannot load reranker {self.model_path!r} ({exc})",
-                        hint="train the default one with `openscholar train reranker`, or set "
-                        "retrieval.reranker.model to a cached HF cross-encoder id or a local directory",
-                    ) from exc
-                labels = int(getattr(self._model.config, "num_labels", 1))
-                self._positive = 1 if labels == 2 else 0
-        return self._model, self._tokenizer
+            if not self._members:
+                members = []
+                for path in self.model_paths:
+                    try:
+                        model, tokenizer = load_cross_encoder(path)
+                    except OSError as exc:
+                        raise ModelUnavailable(
+                            f"cannot load reranker {path!r} ({exc})",
+                            hint="train the default one with `openscholar train reranker`, or set "
+                            "retrieval.reranker.model to a cached HF cross-encoder id or a local directory",
+                        ) from exc
+                    labels = int(getattr(model.config, "num_labels", 1))
+                    members.append((model, tokenizer, 1 if labels == 2 else 0))
+                self._members = members
+        return self._members
 
     @property
     def uses_bf16(self) -> bool:
@@ -99,10 +107,17 @@ class CrossEncoderReranker:
 
     # -- scoring --------------------------------------------------------------------------------
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        """Relevance logits of (query, text) pairs, in the order given."""
+        """Relevance of (query, text) pairs, in the order given: the cross-encoder's logits, or for an
+        ensemble the sum of its members' logits, each z-scored over ``texts``."""
+        members = self._load()
+        if len(members) == 1:
+            return self._logits(members[0], query, texts)
+        return np.sum([_zscore(self._logits(m, query, texts).astype(np.float64)) for m in members], axis=0).astype(np.float32)
+
+    def _logits(self, member: tuple[Any, Any, int], query: str, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        model, tok = self._load()
+        model, tok, positive = member
         out: list[np.ndarray] = []
         bs = self.config.batch_size
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.uses_bf16):
@@ -112,7 +127,7 @@ class CrossEncoderReranker:
                     max_length=self.config.max_tokens, padding=True, return_tensors="pt",
                 )
                 logits = model(**batch).logits
-                out.append(logits[:, self._positive].float().numpy())
+                out.append(logits[:, positive].float().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int | None = None) -> list[Hit]:

@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from datastore.datastore import Datastore
@@ -86,10 +87,10 @@ def test_stage_weights_add_first_stage_evidence(reranker: CrossEncoderReranker) 
         for i, (t, d) in enumerate(zip(texts, [0.1, 0.9], strict=True))
     ]
     plain = CrossEncoderReranker(RerankerConfig(first_stage_weight=0.0), PACKAGED_RERANKER)
-    plain._model, plain._tokenizer = reranker._load()  # noqa: SLF001 - share the loaded weights
+    plain._members = reranker._load()
     assert plain.rerank(query, hits)[0].passage.passage_id == 1
     dense_heavy = CrossEncoderReranker(RerankerConfig(first_stage_weight=0.0, stage_weights={"dense": 5.0}), PACKAGED_RERANKER)
-    dense_heavy._model, dense_heavy._tokenizer = plain._model, plain._tokenizer  # noqa: SLF001
+    dense_heavy._members = plain._members
     out = dense_heavy.rerank(query, hits)
     assert out[0].passage.passage_id == 2
     assert out[0].scores["rerank"] < out[1].scores["rerank"]  # the logit is kept, only the order moved
@@ -203,3 +204,37 @@ def test_shipped_manifest_proves_no_test_data() -> None:
     assert manifest["held_out_dev_query_ids"] == held_out_queries(list(train_qrels), manifest["config"]["dev_queries"])
     for name, digest in manifest["artifact_sha256"].items():
         assert hashlib.sha256((PACKAGED_RERANKER / name).read_bytes()).hexdigest() == digest
+
+
+def test_reranker_names_resolve_to_packaged_directories(tmp_path: Path) -> None:
+    from openscholar.retrieval import PACKAGED_MODELS, reranker_path, reranker_paths
+    from openscholar.settings import Settings
+
+    settings = Settings(cache_dir=tmp_path)  # an empty cache: 'default' is the packaged reranker
+    if (PACKAGED_RERANKER / "adapter_config.json").is_file():
+        assert reranker_path(settings) == str(PACKAGED_RERANKER)
+        assert reranker_path(settings, "reranker") == str(PACKAGED_MODELS / "reranker")
+    assert reranker_path(settings, "cross-encoder/ms-marco-MiniLM-L-6-v2") == "cross-encoder/ms-marco-MiniLM-L-6-v2"
+    assert reranker_path(settings, "no-such-packaged-name") == "no-such-packaged-name"  # then loading says what to do
+    settings.retrieval.reranker.extra_models = ["cross-encoder/ms-marco-MiniLM-L-6-v2"]
+    assert reranker_paths(settings)[1:] == ["cross-encoder/ms-marco-MiniLM-L-6-v2"]
+
+
+@needs_artifact
+def test_an_ensemble_sums_its_members_z_scored_logits(reranker: CrossEncoderReranker) -> None:
+    from openscholar.retrieval import PACKAGED_MODELS
+
+    members = sorted(d for d in PACKAGED_MODELS.iterdir() if (d / "adapter_config.json").is_file())
+    if len(members) < 2:
+        members = [PACKAGED_RERANKER, PACKAGED_RERANKER]
+    ensemble = CrossEncoderReranker(RerankerConfig(), members).warm_up()
+    assert len(ensemble._members) == len(members)
+    query = "Vitamin D supplements prevent fractures in elderly women."
+    texts = ["Vitamin D supplementation reduced fracture risk in older women.", "Offshore wind farms change bird migration.",
+             "Calcium intake and hip fracture incidence in a cohort of 60,000 women."]
+    logits = [CrossEncoderReranker(RerankerConfig(), m).score(query, texts).astype(float) for m in members]
+    expected = sum((x - x.mean()) / x.std() for x in logits)
+    assert np.allclose(ensemble.score(query, texts), expected, atol=1e-4)
+    assert ensemble.rerank(query, [_hit(i, "", t, 1.0) for i, t in enumerate(texts)])[0].passage.passage_id == 0
+    with pytest.raises(ModelUnavailable):  # one missing member fails the whole ensemble, clearly
+        CrossEncoderReranker(RerankerConfig(), [PACKAGED_RERANKER, Path("/nonexistent/reranker")]).warm_up()
