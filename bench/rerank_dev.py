@@ -55,9 +55,9 @@ def candidates(split: str, qids: list[str], texts: list[str], window: int) -> di
     settings = load_settings()
     retriever = build_retriever(settings, pipeline="router+hybrid")
     n = settings.retrieval.candidates
-    dense_batch, details = retriever.dense.search_batch_with_details(texts, n)  # type: ignore[union-attr]
+    dense_batch = retriever.dense.search_batch(texts, n)  # type: ignore[union-attr]
     sparse_batch = retriever.sparse.search_batch(texts, n)  # type: ignore[union-attr]
-    out: dict = {"qids": qids, "experts": [d.get("expert") for d in details], "rows": []}
+    out: dict = {"qids": qids, "rows": []}
     for i, (dh, sh) in enumerate(zip(dense_batch, sparse_batch, strict=True)):
         fused = retriever.fusion.fuse(dh, sh)[:window]
         product = stage_features(fused, ["dense", "bm25"])

@@ -67,7 +67,6 @@ class CrossEncoderReranker:
         if not paths:
             raise ValueError("a CrossEncoderReranker needs at least one model")
         self.model_paths = [str(p) for p in paths]
-        self.model_path = self.model_paths[0]
         self._members: list[tuple[Any, Any, int]] = []  # (model, tokenizer, index of the relevant logit)
         self._lock = threading.Lock()
 

@@ -222,19 +222,14 @@ def test_reranker_names_resolve_to_packaged_directories(tmp_path: Path) -> None:
 
 @needs_artifact
 def test_an_ensemble_sums_its_members_z_scored_logits(reranker: CrossEncoderReranker) -> None:
-    from openscholar.retrieval import PACKAGED_MODELS
-
-    members = sorted(d for d in PACKAGED_MODELS.iterdir() if (d / "adapter_config.json").is_file())
-    if len(members) < 2:
-        members = [PACKAGED_RERANKER, PACKAGED_RERANKER]
-    ensemble = CrossEncoderReranker(RerankerConfig(), members).warm_up()
-    assert len(ensemble._members) == len(members)
+    ensemble = CrossEncoderReranker(RerankerConfig(), [PACKAGED_RERANKER, PACKAGED_RERANKER]).warm_up()
+    assert len(ensemble._members) == 2
     query = "Vitamin D supplements prevent fractures in elderly women."
     texts = ["Vitamin D supplementation reduced fracture risk in older women.", "Offshore wind farms change bird migration.",
              "Calcium intake and hip fracture incidence in a cohort of 60,000 women."]
-    logits = [CrossEncoderReranker(RerankerConfig(), m).score(query, texts).astype(float) for m in members]
-    expected = sum((x - x.mean()) / x.std() for x in logits)
+    single = reranker.score(query, texts).astype(float)  # the one member, loaded by the fixture
+    expected = 2 * (single - single.mean()) / single.std()
     assert np.allclose(ensemble.score(query, texts), expected, atol=1e-4)
     assert ensemble.rerank(query, [_hit(i, "", t, 1.0) for i, t in enumerate(texts)])[0].passage.passage_id == 0
-    with pytest.raises(ModelUnavailable):  # one missing member fails the whole ensemble, clearly
-        CrossEncoderReranker(RerankerConfig(), [PACKAGED_RERANKER, Path("/nonexistent/reranker")]).warm_up()
+    with pytest.raises(ModelUnavailable):  # a missing member fails the whole ensemble, before any load
+        CrossEncoderReranker(RerankerConfig(), [Path("/nonexistent/reranker"), PACKAGED_RERANKER]).warm_up()
