@@ -138,7 +138,7 @@ def main() -> None:
     # 2. HTTP.
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "openscholar.cli", "serve", "--no-embedded-worker", "--port",
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--no-embedded-worker", "--port",
                                str(port), "--log-level", "warning"], env=env, cwd=REPO, start_new_session=True)
     try:
         deadline = time.monotonic() + 180

@@ -71,7 +71,7 @@ class Deployment:
 
     def cli(self, *args: str, log: str) -> subprocess.Popen[bytes]:
         fh = (self.tmp / log).open("ab")
-        return subprocess.Popen([sys.executable, "-m", "openscholar.cli", *args], env=self.env, cwd=REPO,
+        return subprocess.Popen([sys.executable, "-m", "cli", *args], env=self.env, cwd=REPO,
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
     def start_worker(self, name: str) -> None:
@@ -87,7 +87,7 @@ class Deployment:
         raise RuntimeError("workers did not warm up")
 
     def start(self) -> Deployment:
-        proc = subprocess.run([sys.executable, "-m", "openscholar.cli", "keys", "create", "bench"], env=self.env,
+        proc = subprocess.run([sys.executable, "-m", "cli", "keys", "create", "bench"], env=self.env,
                               cwd=REPO, capture_output=True, text=True, check=True)
         self.key = proc.stdout.strip().splitlines()[-1]
         self.api = self.cli("serve", "--no-embedded-worker", "--port", str(self.port), "--log-level", "warning",

@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from datastore.strict import StrictModel
 
 IndexKind = Literal["auto", "flat", "ivfpq", "hnsw"]
 
 SCIFACT_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
 
 
-class ChunkingConfig(BaseModel):
+class ChunkingConfig(StrictModel):
     """How papers become passages (the reference: ~256 words, title-prefixed, last chunk kept)."""
 
     words: int = Field(256, ge=4, description="Target passage length in whitespace words.")
@@ -22,7 +24,7 @@ class ChunkingConfig(BaseModel):
     title_prefix: bool = Field(True, description="Prefix each passage with its paper title when embedded.")
 
 
-class IVFPQConfig(BaseModel):
+class IVFPQConfig(StrictModel):
     """IVF-PQ compressed index; the short list is re-scored exactly from stored vectors."""
 
     nlist: int = Field(0, ge=0, description="Number of inverted lists; 0 picks ~4*sqrt(n).")
@@ -39,7 +41,7 @@ class IVFPQConfig(BaseModel):
     )
 
 
-class HNSWConfig(BaseModel):
+class HNSWConfig(StrictModel):
     """HNSW graph index over full-precision vectors."""
 
     m: int = Field(32, ge=4, description="Graph degree.")
@@ -47,7 +49,7 @@ class HNSWConfig(BaseModel):
     ef_search: int = Field(128, ge=8, description="Candidate list size while searching.")
 
 
-class DatastoreConfig(BaseModel):
+class DatastoreConfig(StrictModel):
     """Where the datastore lives and how it is built and searched."""
 
     path: Path = Field(
@@ -72,7 +74,7 @@ class DatastoreConfig(BaseModel):
     hnsw: HNSWConfig = Field(default_factory=HNSWConfig)
 
 
-class CorpusConfig(BaseModel):
+class CorpusConfig(StrictModel):
     """The default corpus: BEIR SciFact plus the ScholarQABench dev contexts when present."""
 
     scifact_dir: Path | None = Field(

@@ -9,10 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import Field, SecretStr
+
+from datastore.strict import StrictModel
 
 
-class LLMConfig(BaseModel):
+class LLMConfig(StrictModel):
     """Which LLM writes answers."""
 
     backend: Literal["transformers", "openai", "scripted"] = Field(
@@ -32,7 +34,7 @@ class LLMConfig(BaseModel):
     context_tokens: int = Field(8192, ge=256, description="Model context window; prompts are trimmed by whole passages.")
 
 
-class PipelineConfig(BaseModel):
+class PipelineConfig(StrictModel):
     """The answer pipeline: retrieval depth and the self-feedback loop."""
 
     top_k: int | None = Field(None, ge=1, description="Passages shown to the model; None follows retrieval.top_k.")
@@ -51,7 +53,7 @@ class PipelineConfig(BaseModel):
     )
 
 
-class CitationConfig(BaseModel):
+class CitationConfig(StrictModel):
     """Citation verification and post-hoc attribution."""
 
     verify: bool = Field(True, description="Check every citation with the support judge.")
@@ -72,7 +74,7 @@ class CitationConfig(BaseModel):
     )
 
 
-class ServiceConfig(BaseModel):
+class ServiceConfig(StrictModel):
     """The HTTP API and its workers."""
 
     host: str = Field("127.0.0.1", description="Address `openscholar serve` binds.")
@@ -121,7 +123,7 @@ class ServiceConfig(BaseModel):
     queue: str = Field("openscholar", description="Celery queue the API sends jobs to and workers take them from.")
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(StrictModel):
     """Evaluation runs."""
 
     judge: str = Field("default", description="Attribution judge: 'default' (trained here), 'llm', or an HF id.")

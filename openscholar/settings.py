@@ -90,26 +90,6 @@ class Settings(BaseSettings):
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def _forbid_unknown_keys(model: type[BaseModel], seen: set[type] | None = None) -> None:
-    """Make every nested config model reject unknown keys, so a typo in a config file is an error.
-
-    Each package declares its models with plain ``BaseModel``; forbidding extras here, once, keeps
-    that rule in one place. Children are rebuilt before parents so the parents embed the new schema.
-    """
-    seen = seen if seen is not None else set()
-    for field in model.model_fields.values():
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel) and sub not in seen:
-            seen.add(sub)
-            _forbid_unknown_keys(sub, seen)
-            sub.model_config["extra"] = "forbid"
-            sub.model_rebuild(force=True)
-
-
-_forbid_unknown_keys(Settings)
-Settings.model_rebuild(force=True)
-
-
 def _config_path(config_file: str | Path | None) -> Path | None:
     if config_file is not None:
         path = Path(config_file).expanduser()

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from datastore.strict import StrictModel
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-class EmbedderConfig(BaseModel):
+class EmbedderConfig(StrictModel):
     """The passage embedder and base query encoder."""
 
     model: str = Field(
@@ -46,7 +48,7 @@ PipelineName = Literal[
 ]
 
 
-class SparseConfig(BaseModel):
+class SparseConfig(StrictModel):
     """BM25 over the same passages and ids as the dense index."""
 
     backend: Literal["bm25s", "lucene"] = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
@@ -61,7 +63,7 @@ class SparseConfig(BaseModel):
     lucene_threads: int = Field(1, ge=1, description="Threads pyserini uses to index and to search a batch.")
 
 
-class FusionConfig(BaseModel):
+class FusionConfig(StrictModel):
     """How dense and sparse rankings are combined."""
 
     method: Literal["rrf", "interpolation"] = Field("rrf", description="Reciprocal-rank fusion or score interpolation.")
@@ -70,7 +72,7 @@ class FusionConfig(BaseModel):
     sparse_weight: float = Field(1.0, ge=0, description="Weight of the sparse ranking.")
 
 
-class RerankerConfig(BaseModel):
+class RerankerConfig(StrictModel):
     """Cross-encoder reranker over (query, title + passage)."""
 
     model: str = Field(
@@ -110,7 +112,7 @@ class RerankerConfig(BaseModel):
     )
 
 
-class RetrievalConfig(BaseModel):
+class RetrievalConfig(StrictModel):
     """Which retrieval pipeline answers queries and how many passages reach the reader."""
 
     pipeline: PipelineName = Field(

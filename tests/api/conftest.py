@@ -118,7 +118,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, name: str | None = None, concurrency: int = 1) -> None:
         self.name = name or f"w{uuid.uuid4().hex[:6]}"
         self.log_path = log_path
-        self.cmd = [sys.executable, "-m", "openscholar.cli", "worker", "-c", str(concurrency), "-n",
+        self.cmd = [sys.executable, "-m", "cli", "worker", "-c", str(concurrency), "-n",
                     f"{self.name}@%h", "--log-level", "INFO"]
         self.env = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}

@@ -91,7 +91,7 @@ def _start_serve(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[
     port = free_port()
     full_env = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "openscholar.cli", "serve", "--port", str(port)], env=full_env,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], env=full_env,
                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
 

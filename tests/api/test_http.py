@@ -139,7 +139,7 @@ def test_keys_create_prints_the_key_last(service: dict, tmp_path) -> None:
     from api.auth import KeyStore, keys_db_path
 
     env = {**os.environ, **service["env"]}
-    proc = subprocess.run([sys.executable, "-m", "openscholar.cli", "keys", "create", "carol"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "cli", "keys", "create", "carol"], env=env,
                           capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr
     key = proc.stdout.strip().splitlines()[-1]

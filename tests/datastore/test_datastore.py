@@ -196,7 +196,7 @@ def test_interrupted_build_never_looks_complete(tiny) -> None:
 # -- a real kill mid-build, then resume ---------------------------------------------------------
 
 def _build_cmd(src: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "openscholar.cli", "datastore", "build", str(src), "--out", str(out),
+    return [sys.executable, "-m", "cli", "datastore", "build", str(src), "--out", str(out),
             "--shard-size", "12", "--no-progress"]
 
 
@@ -235,7 +235,7 @@ def test_build_killed_mid_way_then_resumed(scifact_subset: dict, tmp_path: Path)
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "openscholar.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_info_search_and_errors(tiny, tmp_path: Path) -> None:

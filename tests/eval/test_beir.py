@@ -93,7 +93,7 @@ def test_eval_beir_command_matches_pytrec_eval(small_datastore: Path, scifact_su
     pytrec_eval = pytest.importorskip("pytrec_eval")
     from typer.testing import CliRunner
 
-    from openscholar.cli import app
+    from cli.main import app
 
     queries = tmp_path / "queries.jsonl"
     queries.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in scifact_subset["claims"].items()))

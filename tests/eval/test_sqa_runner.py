@@ -84,7 +84,7 @@ def test_closed_book_and_no_feedback_modes(engine, scifact, tmp_path: Path) -> N
 def test_score_command_reports_the_benchmark_keys(tmp_path: Path, shared_data: Path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from openscholar.cli import app
+    from cli.main import app
 
     preds = tmp_path / "p.jsonl"
     rows = [{"input": "Aspirin F1 lowers risk.", "output": "True [0].", "answer": "true",
@@ -105,7 +105,7 @@ def test_score_command_reports_the_benchmark_keys(tmp_path: Path, shared_data: P
 def test_malformed_predictions_exit_with_a_message(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"input": "q", "output": "a"}\n')
-    proc = subprocess.run([sys.executable, "-m", "openscholar.cli", "eval", "score", "--task", "scifact",
+    proc = subprocess.run([sys.executable, "-m", "cli", "eval", "score", "--task", "scifact",
                            "--predictions", str(bad), "--judge", "lexical"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2

@@ -41,7 +41,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def test_ask_json_with_scripted_llm(small_datastore: Path, scifact_subset: dict, monkeypatch):
-    from openscholar.cli import app
+    from cli.main import app
 
     for key, value in _env(OPENSCHOLAR_RETRIEVAL__PIPELINE="dense", OPENSCHOLAR_CITATIONS__JUDGE="lexical").items():
         if key.startswith("OPENSCHOLAR_"):
@@ -57,7 +57,7 @@ def test_ask_json_with_scripted_llm(small_datastore: Path, scifact_subset: dict,
 
 
 def test_ask_markdown_from_passages_file(tmp_path: Path, monkeypatch):
-    from openscholar.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("OPENSCHOLAR_CITATIONS__JUDGE", "lexical")
     passages = tmp_path / "p.jsonl"
@@ -77,7 +77,7 @@ def test_ask_unreachable_llm_names_the_endpoint(tmp_path: Path):
     passages = tmp_path / "p.json"
     passages.write_text(json.dumps([{"title": "T", "text": "Some finding about cells."}]))
     proc = subprocess.run(
-        [sys.executable, "-m", "openscholar.cli", "ask", "What about cells?", "--passages", str(passages), "--llm",
+        [sys.executable, "-m", "cli", "ask", "What about cells?", "--passages", str(passages), "--llm",
          "openai", "-q"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
         env=_env(OPENSCHOLAR_LLM__BASE_URL=f"http://127.0.0.1:{port}/v1", OPENSCHOLAR_LLM__MAX_RETRIES="0"),
@@ -93,7 +93,7 @@ def test_ask_json_with_smollm2_on_a_real_datastore(small_datastore: Path, scifac
     """The default local model (packaged SmolLM2 GGUF) and the default (trained) judge, end to end."""
     claim = sorted(scifact_subset["claims"].values())[3]
     proc = subprocess.run(
-        [sys.executable, "-m", "openscholar.cli", "ask", claim, "--datastore", str(small_datastore), "--json",
+        [sys.executable, "-m", "cli", "ask", claim, "--datastore", str(small_datastore), "--json",
          "--llm", "transformers", "--no-feedback", "--top-k", "3", "--max-tokens", "96"],
         capture_output=True, text=True, timeout=900, cwd=REPO,
         env=_env(OPENSCHOLAR_RETRIEVAL__PIPELINE="dense", OPENSCHOLAR_CITATIONS__JUDGE="trained"),

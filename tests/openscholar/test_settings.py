@@ -79,10 +79,10 @@ def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert "sk-very-secret" not in dumped and "**********" in dumped
     env = {**os.environ, "OPENSCHOLAR_LLM__API_KEY": "sk-very-secret"}
     for args in (["config", "show"], ["config", "show", "--json"]):
-        out = subprocess.run([sys.executable, "-m", "openscholar.cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run([sys.executable, "-m", "cli", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert "sk-very-secret" not in out.stdout and "llm.api_key" in out.stdout.replace('"api_key"', "llm.api_key")
-    shown = json.loads(subprocess.run([sys.executable, "-m", "openscholar.cli", "config", "show", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120).stdout)
+    shown = json.loads(subprocess.run([sys.executable, "-m", "cli", "config", "show", "--json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120).stdout)
     assert shown["llm"]["api_key"] == "**********"
 
 
@@ -91,3 +91,46 @@ def test_fingerprint_changes_with_settings(monkeypatch: pytest.MonkeyPatch, tmp_
     a = load_settings().fingerprint()
     assert a == load_settings().fingerprint()
     assert a != load_settings(retrieval={"top_k": 2}).fingerprint()
+
+
+def test_every_config_model_is_strict_on_its_own() -> None:
+    """Strictness is each model's own (StrictModel), not a rewrite done when settings is imported:
+    a fresh interpreter that never imports openscholar.settings still rejects a misspelt key."""
+    code = (
+        "import sys\n"
+        "from pydantic import ValidationError\n"
+        "from datastore.config import DatastoreConfig\n"
+        "from retriever.config import RerankerConfig\n"
+        "from router.config import RouterConfig\n"
+        "from openscholar.config import LLMConfig\n"
+        "assert 'openscholar.settings' not in sys.modules\n"
+        "bad = 0\n"
+        "for cls, key in ((DatastoreConfig, 'shard_sizee'), (RerankerConfig, 'modell'), (RouterConfig, 'xperts'),"
+        " (LLMConfig, 'bakend')):\n"
+        "    try:\n"
+        "        cls(**{key: 5})\n"
+        "    except ValidationError as exc:\n"
+        "        bad += 'extra' in str(exc).lower()\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "4"
+
+
+def test_every_settings_model_derives_from_strict_model() -> None:
+    from pydantic import BaseModel
+
+    from datastore.strict import StrictModel
+
+    def walk(model: type[BaseModel]) -> list[type[BaseModel]]:
+        found = [model]
+        for field in model.model_fields.values():
+            sub = field.annotation
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                found += walk(sub)
+        return found
+
+    models = walk(Settings)[1:]
+    assert len(models) >= 10
+    assert all(issubclass(m, StrictModel) for m in models), [m.__name__ for m in models if not issubclass(m, StrictModel)]

@@ -12,7 +12,7 @@ from router.pilots import PilotEntry, Pilots
 
 
 def test_list_and_remove(planted: ExpertStore, monkeypatch) -> None:
-    from openscholar.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("OPENSCHOLAR_ROUTER__EXPERTS_DIR", str(planted.root))
     vec = np.ones(384, dtype=np.float32)

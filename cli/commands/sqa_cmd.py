@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from openscholar.commands.common import err, out, print_json, settings
+from cli.common import err, out, print_json, settings
 
 
 def _root(s: Any) -> Path | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from openscholar.commands.common import err, print_json, settings
+from cli.common import err, print_json, settings
 
 
 def train_judge(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from openscholar.commands.common import err, out, print_json, settings
+from cli.common import err, out, print_json, settings
 
 
 def eval_beir(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import typer
 
+from cli.commands import config_cmd, datastore_cmd, search_cmd
+from cli.common import CliState, err
 from datastore.errors import ScholarError
-from openscholar.commands import config_cmd, datastore_cmd, search_cmd
-from openscholar.commands.common import CliState, err
 
 app = typer.Typer(
     help="OpenScholar: scientific question answering over the literature with checked citations.",
@@ -34,13 +34,13 @@ for _name, _group in GROUPS.items():
 # Each module exposes ``register(app, groups)`` and adds its own commands; one file per feature,
 # so features are added without editing this file.
 COMMAND_MODULES = (
-    "openscholar.commands.beir_cmd",
-    "openscholar.commands.train_reranker_cmd",
-    "openscholar.commands.ask_cmd",
-    "openscholar.commands.train_judge_cmd",
-    "openscholar.commands.router_cmd",
-    "openscholar.commands.serve_cmd",
-    "openscholar.commands.sqa_cmd",
+    "cli.commands.beir_cmd",
+    "cli.commands.train_reranker_cmd",
+    "cli.commands.ask_cmd",
+    "cli.commands.train_judge_cmd",
+    "cli.commands.router_cmd",
+    "cli.commands.serve_cmd",
+    "cli.commands.sqa_cmd",
 )
 for _module in COMMAND_MODULES:
     try:

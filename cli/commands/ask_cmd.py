@@ -11,7 +11,7 @@ import typer
 from rich.live import Live
 from rich.table import Table
 
-from openscholar.commands.common import err, out, print_json, settings
+from cli.common import err, out, print_json, settings
 
 STEP_LABELS = {
     "retrieve": "retrieve passages",

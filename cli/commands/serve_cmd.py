@@ -11,7 +11,7 @@ from types import FrameType
 
 import typer
 
-from openscholar.commands.common import err, out, print_json, settings, state
+from cli.common import err, out, print_json, settings, state
 
 keys_app = typer.Typer(help="API keys for the HTTP service (stored hashed).", no_args_is_help=True)
 
@@ -58,7 +58,7 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _start_embedded_worker(config: object) -> subprocess.Popen[bytes]:
     """Start `openscholar worker` tied to this process: it stops when `serve` stops, however `serve` ends."""
-    cmd = [sys.executable, "-m", "openscholar.cli", *(["--config", str(config)] if config else []),
+    cmd = [sys.executable, "-m", "cli", *(["--config", str(config)] if config else []),
            "worker", "--parent-pid", str(os.getpid())]
     # Its own process group, so that (1) only `serve` decides when the worker stops: a signal to serve's
     # group (Ctrl-C, a supervisor) no longer also hits Celery's pool processes directly, which the worker

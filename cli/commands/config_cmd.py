@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from openscholar.commands.common import out, print_json, settings
+from cli.common import out, print_json, settings
 from openscholar.settings import Settings, describe_fields, public_dict
 
 app = typer.Typer(help="Inspect settings.", no_args_is_help=True)

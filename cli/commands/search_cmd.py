@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from openscholar.commands.common import out, print_json, settings
+from cli.common import out, print_json, settings
 from openscholar.components import build_embedder, dense_retriever, open_datastore
 
 

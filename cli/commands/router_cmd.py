@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from openscholar.commands.common import err, out, print_json, settings
+from cli.common import err, out, print_json, settings
 from openscholar.settings import Settings
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import typer
 
+from cli.common import err, out, print_json, settings
 from datastore.builder import BuildReport, DatastoreBuilder, delete_papers
 from datastore.datastore import Datastore, read_manifest
 from datastore.errors import ScholarError
-from openscholar.commands.common import err, out, print_json, settings
 from openscholar.components import build_embedder, default_sources
 
 app = typer.Typer(help="Build, inspect, extend and prune datastores.", no_args_is_help=True)

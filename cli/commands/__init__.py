@@ -1,0 +1,1 @@
+"""Command groups of the `openscholar` command; `cli.main` assembles them."""

@@ -1,1 +1,0 @@
-"""CLI command groups; `openscholar.cli` assembles them."""
