@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 Task = Literal["long_form", "claim", "yes_no"]
+SentenceStatus = Literal["supported", "unsupported", "contradicted"]
+VerdictLabel = Literal["supported", "contradicted", "not enough evidence"]
 
 
 class Reference(BaseModel):
@@ -25,20 +27,61 @@ class Reference(BaseModel):
     year: int | None = None
     url: str | None = None
     authors: list[str] = Field(default_factory=list)
+    venue: str | None = Field(None, description="Journal or conference, when the corpus has it.")
     text: str = ""
     score: float | None = Field(None, description="Retrieval score, if retrieved.")
     retrieved_for: str | None = Field(None, description="The query that retrieved it (question or feedback question).")
 
 
 class Sentence(BaseModel):
-    """One sentence of the final answer with its checked citations."""
+    """One sentence of the final answer with its checked citations and its verification status."""
 
     text: str = Field(description="The sentence without citation markers.")
-    citations: list[int] = Field(default_factory=list, description="Reference ids that support it.")
+    citations: list[int] = Field(default_factory=list, description="Reference ids the judge passed as supporting it.")
     support: dict[int, float] = Field(default_factory=dict, description="Support score per judged reference id.")
     supported: bool = Field(False, description="True when at least one citation passed the threshold.")
-    attributed: bool = Field(False, description="True when a citation was added post hoc (none written or all removed).")
+    status: SentenceStatus = Field(
+        "unsupported",
+        description="supported: a citation passed the judge; contradicted: a passage in play contradicts it "
+        "(see contradicted_by); unsupported: neither.",
+    )
+    contradicted_by: list[int] = Field(default_factory=list, description="Reference ids that contradict the sentence.")
+    attributed: bool = Field(False, description="True when verification added a citation (none written or all removed).")
+    added: list[int] = Field(default_factory=list, description="The citations verification added (post-hoc attribution).")
     removed: list[int] = Field(default_factory=list, description="Citations written by the model and removed.")
+    checked: bool = Field(True, description="False for fragments too short to be a claim (headings, 'Yes.').")
+    paragraph: int = Field(0, description="Paragraph of the answer the sentence is in (0-based).")
+
+
+class Evidence(BaseModel):
+    """A verbatim quote from a passage in play: ``reference.text[start:end] == quote``."""
+
+    reference: int = Field(description="The id of the Reference quoted (the n of [n]).")
+    start: int = Field(description="Character offset of the quote in the reference's text.")
+    end: int = Field(description="End offset (exclusive).")
+    quote: str = Field(description="The sentence, exactly as in the passage.")
+    score: float = Field(description="Relevance to the question (quote scorer, sigmoid), in [0, 1].")
+    section: int = Field(0, description="Index of the themed section it is shown in.")
+    judgement: dict[str, float] | None = Field(
+        None, description="supports / contradicts / neither of the verdict's statement by this quote, if judged."
+    )
+
+
+class Section(BaseModel):
+    """A theme of the evidence: quotes whose embeddings cluster together, best first."""
+
+    title: str
+    evidence: list[int] = Field(default_factory=list, description="Indices into Answer.evidence.")
+
+
+class Verdict(BaseModel):
+    """The support judge's verdict on a claim (or a yes/no question turned into a statement)."""
+
+    label: VerdictLabel
+    statement: str = Field(description="What was judged: the claim, or the yes/no question as a statement.")
+    supports: float = Field(description="Best support score over the quotes judged.")
+    contradicts: float = Field(description="Best contradiction score over the quotes judged.")
+    deciding: list[int] = Field(default_factory=list, description="Indices into Answer.evidence that decided it.")
 
 
 class FeedbackItem(BaseModel):
@@ -84,8 +127,14 @@ class Answer(BaseModel):
 
     question: str
     task: Task = "long_form"
+    mode: Literal["evidence", "synthesis"] = Field(
+        "synthesis", description="evidence: themed verbatim quotes (+ verdict); synthesis: the LLM's checked text."
+    )
     text: str = Field(description="The answer with citations written [n].")
     verdict: str | None = Field(None, description="claim: 'true'/'false'; yes_no: 'yes'/'no'; else None.")
+    assessment: Verdict | None = Field(None, description="The support judge's verdict (claim and yes/no questions).")
+    evidence: list[Evidence] = Field(default_factory=list, description="Verbatim quotes selected for the question.")
+    sections: list[Section] = Field(default_factory=list, description="Themed sections of the evidence (evidence mode).")
     no_evidence: bool = Field(False, description="True when nothing relevant was retrieved.")
     sentences: list[Sentence] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list, description="The references cited in text.")

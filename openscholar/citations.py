@@ -1,12 +1,19 @@
-"""Citation parsing and verification: every kept citation resolves to a passage that supports it.
+"""Citation parsing and verification: a citation is shown only when the support judge passed it.
 
-The draft is split into sentences; each ``[n]`` is checked with a ``SupportJudge``. Citations that
-match no passage are dropped unconditionally; with a judge, citations below the threshold are
-removed, and a sentence left without support gets the best-supporting passage among ALL passages
-in play (post-hoc attribution) if that passes the threshold, else it is marked unsupported. To
-bound the judge's work, attribution scores the ``candidates`` passages closest to the sentence in
-content words, chosen among all passages in play.
-"""
+The draft is split into sentences and each (sentence, passage) pair is judged 3-way (supports /
+contradicts / neither, `openscholar.judges.protocol`). The rules:
+
+1. A citation the model wrote is kept only if ``supports`` passes ``threshold`` and beats
+   ``contradicts``; citations of unknown ids are dropped unconditionally.
+2. Post-hoc attribution: a sentence left without a citation gets the best-supporting passage in
+   play, only if it passes the same test (``attributed``, and the ids in ``added``).
+3. A sentence that a passage in play contradicts (``contradicts`` >= ``contradiction_threshold``
+   and above ``supports``) is marked ``contradicted`` with those passages (``contradicted_by``);
+   it keeps no citation, so it can never look checked.
+4. Every other sentence is ``supported`` (a citation passed) or ``unsupported``.
+
+To bound the judge's work, attribution and the contradiction check read, besides the cited
+passages, the ``candidates`` passages closest to the sentence in content words.
 
 from __future__ import annotations
 
@@ -16,12 +23,15 @@ from dataclasses import dataclass
 
 from openscholar.answer import Reference, Sentence
 from openscholar.judges.lexical import content_words
-from openscholar.judges.protocol import SupportJudge
+from openscholar.judges.protocol import Judgement, SupportJudge
 
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[\[A-Z0-9(\"'])")
 _LEADING_CITES = re.compile(r"^((?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+)\s*")
 _MIN_WORDS = 4  # shorter fragments ("Yes.", headings) are not claims to check
+
+
+_MARK = {"unsupported": "(unsupported)", "contradicted": "(contradicted by {ids})"}
 
 
 @dataclass
@@ -63,16 +73,20 @@ def cited_ids(text: str) -> list[int]:
     return list(dict.fromkeys(_ids(text)))
 
 
-def render(sentences: list[Sentence], paragraphs: list[int]) -> str:
-    """Text with citations written ``[n]`` before the sentence's final punctuation."""
+def render(sentences: list[Sentence], paragraphs: list[int], *, marks: bool = False) -> str:
+    """Text with citations written ``[n]`` before the sentence's final punctuation; with ``marks``,
+    unsupported and contradicted sentences are followed by a visible mark."""
     paras: dict[int, list[str]] = {}
     for s, p in zip(sentences, paragraphs, strict=True):
         body = s.text
         if s.citations:
-            marks = "".join(f"[{c}]" for c in s.citations)
+            cites = "".join(f"[{c}]" for c in s.citations)
             m = re.match(r"^(.*?)([.!?]*)$", body, re.DOTALL)
             assert m is not None
-            body = f"{m.group(1).rstrip()} {marks}{m.group(2)}"
+            body = f"{m.group(1).rstrip()} {cites}{m.group(2)}"
+        if marks and s.checked and s.status != "supported":
+            ids = "".join(f"[{c}]" for c in s.contradicted_by)
+            body = f"{body} _{_MARK[s.status].format(ids=ids)}_"
         paras.setdefault(p, []).append(body)
     return "\n\n".join(" ".join(v) for _, v in sorted(paras.items()))
 
@@ -82,69 +96,86 @@ def passage_text(ref: Reference) -> str:
     return f"{ref.title}\n{ref.text}" if ref.title else ref.text
 
 
+def _passes(j: Judgement, threshold: float) -> bool:
+    return j.supports >= threshold and j.supports > j.contradicts
+
+
+def _contradicts(j: Judgement, threshold: float) -> bool:
+    return j.contradicts >= threshold and j.contradicts > j.supports
+
+
 def verify(
     text: str,
     references: Mapping[int, Reference],
     judge: SupportJudge | None,
     *,
     threshold: float = 0.5,
+    contradiction_threshold: float = 0.5,
     attribute: bool = True,
     max_citations: int = 3,
     candidates: int = 5,
 ) -> tuple[str, list[Sentence]]:
-    """Checked text and sentences. With ``judge=None`` only unknown ids are removed."""
+    """Checked text and sentences (see the module doc). With ``judge=None`` only unknown ids are
+    removed and a sentence with a known citation counts as supported (nothing was checked)."""
     parsed = parse_sentences(text)
     sentences: list[Sentence] = []
     for ps in parsed:
         valid = [c for c in ps.citations if c in references]
         sentences.append(Sentence(text=ps.text, citations=valid, removed=[c for c in ps.citations if c not in references],
-                                  supported=bool(valid) and judge is None))
+                                  paragraph=ps.paragraph))
+    checkable = [i for i, s in enumerate(sentences) if len(s.text.split()) >= _MIN_WORDS or s.citations]
+    for i, s in enumerate(sentences):
+        s.checked = i in checkable
+        if judge is None:
+            s.supported = bool(s.citations)
+            s.status = "supported" if s.supported else "unsupported"
     if judge is not None and references:
-        checkable = [i for i, s in enumerate(sentences) if len(s.text.split()) >= _MIN_WORDS or s.citations]
-        scores: dict[int, dict[int, float]] = {i: {} for i in checkable}
-        # Phase 1: the citations the model wrote.
-        _score(judge, sentences, references, [(i, c) for i in checkable for c in sentences[i].citations], scores)
+        verdicts: dict[int, dict[int, Judgement]] = {i: {} for i in checkable}
+        # The citations the model wrote, and the closest passages in play (attribution, contradiction).
+        todo: list[tuple[int, int]] = []
         for i in checkable:
-            s, sc = sentences[i], scores[i]
-            s.support = {c: round(sc[c], 4) for c in s.citations}
-            kept = [c for c in s.citations if sc[c] >= threshold]
+            words = content_words(sentences[i].text)
+            ranked = sorted((r for r in references if r not in sentences[i].citations),
+                            key=lambda r: (-_overlap(words, references[r]), r))
+            todo.extend((i, r) for r in [*sentences[i].citations, *ranked[:candidates]])
+        _judge(judge, sentences, references, todo, verdicts)
+        for i in checkable:
+            s, js = sentences[i], verdicts[i]
+            s.support = {r: round(js[r].supports, 4) for r in js}
+            s.contradicted_by = sorted((r for r in js if _contradicts(js[r], contradiction_threshold)),
+                                       key=lambda r: -js[r].contradicts)
+            kept = [c for c in s.citations if _passes(js[c], threshold)]
             s.removed += [c for c in s.citations if c not in kept]
-            s.citations = sorted(kept, key=lambda c: -sc[c])[:max_citations]
-        # Phase 2: post-hoc attribution over every passage in play for sentences left unsupported.
-        if attribute:
-            orphans = [i for i in checkable if not sentences[i].citations]
-            # Every passage in play is a candidate; the judge reads the ``candidates`` closest by words.
-            todo: list[tuple[int, int]] = []
-            for i in orphans:
-                words = content_words(sentences[i].text)
-                ranked = sorted((r for r in references if r not in scores[i]),
-                                key=lambda r: (-_overlap(words, references[r]), r))
-                todo.extend((i, r) for r in ranked[:candidates])
-            _score(judge, sentences, references, todo, scores)
-            for i in orphans:
-                sc = scores[i]
-                best = max(sc, key=lambda r: sc[r]) if sc else None
-                if best is not None and sc[best] >= threshold:
-                    sentences[i].citations = [best]
-                    sentences[i].support[best] = round(sc[best], 4)
-                    sentences[i].attributed = True
+            s.citations = sorted(kept, key=lambda c: -js[c].supports)[:max_citations]
+            if s.contradicted_by:
+                # A sentence a passage contradicts keeps no citation: it must never look checked.
+                s.removed += [c for c in s.citations if c not in s.removed]
+                s.citations = []
+                s.status = "contradicted"
+                continue
+            if not s.citations and attribute:
+                passing = [r for r in js if _passes(js[r], threshold)]
+                if passing:
+                    best = max(passing, key=lambda r: js[r].supports)
+                    s.citations, s.added, s.attributed = [best], [best], True
+            s.status = "supported" if s.citations else "unsupported"
         for i in checkable:
-            sentences[i].supported = bool(sentences[i].citations)
+            sentences[i].supported = sentences[i].status == "supported"
     return render(sentences, [p.paragraph for p in parsed]), sentences
 
 
-def _score(
+def _judge(
     judge: SupportJudge,
     sentences: list[Sentence],
     references: Mapping[int, Reference],
     pairs: list[tuple[int, int]],
-    into: dict[int, dict[int, float]],
+    into: dict[int, dict[int, Judgement]],
 ) -> None:
     if not pairs:
         return
-    values = judge.score([(sentences[i].text, passage_text(references[r])) for i, r in pairs])
+    values = judge.judge([(sentences[i].text, passage_text(references[r])) for i, r in pairs])
     for (i, r), v in zip(pairs, values, strict=True):
-        into[i][r] = float(v)
+        into[i][r] = v
 
 
 def _overlap(words: set[str], ref: Reference) -> float:

@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+JudgeName = Literal["trained", "nli", "llm", "lexical"]
+JudgeRelation = Literal["supports", "contradicts", "neither"]
+
 from datastore.strict import StrictModel
 
 
@@ -57,16 +60,32 @@ class CitationConfig(StrictModel):
     """Citation verification and post-hoc attribution."""
 
     verify: bool = Field(True, description="Check every citation with the support judge.")
-    judge: Literal["trained", "llm", "lexical"] = Field(
-        "lexical",
-        description="lexical: share of the sentence's content words in the passage (no model); trained: MiniLM "
-        "cross-encoder trained on SciFact rationales (openscholar train judge; held-out accuracy in its manifest, "
-        "not yet better than lexical); llm: ask the LLM.",
+    judge: JudgeName = Field(
+        "trained",
+        description="trained: the 3-way support judge trained here (MiniLM + LoRA on SciFact train rationales, "
+        "ScholarQA-Multi dev attributions and synthetic hard negatives; `openscholar train judge`); nli: any Hugging "
+        "Face NLI sequence-classification model (citations.nli_model; production); llm: ask the LLM; lexical: share "
+        "of the sentence's content words in the passage (no model, cannot see a negation).",
     )
     judge_path: Path | None = Field(
-        None, description="Trained judge directory; None uses the packaged artifact, then cache_dir/judge."
+        None, description="Trained judge directory; None: cache_dir/judge if trained there, else the packaged one."
+    )
+    nli_model: str = Field(
+        "MoritzLaurer/DeBERTa-v3-base-mnli-fever-anli",
+        description="The nli judge's model: a Hugging Face id or a local directory of a sequence-classification "
+        "NLI model.",
+    )
+    nli_labels: dict[str, JudgeRelation] = Field(
+        default_factory=dict,
+        description="The nli model's label names -> supports/contradicts/neither, when its id2label names do not say.",
+    )
+    judge_windows: int | None = Field(
+        8, ge=1, description="Evidence windows (2 sentences) a model judge reads per passage, closest by words; None: all."
     )
     threshold: float = Field(0.5, ge=0, le=1, description="Support score a citation needs to be kept.")
+    contradiction_threshold: float = Field(
+        0.5, ge=0, le=1, description="Contradiction score that marks a sentence contradicted by a passage in play."
+    )
     attribute: bool = Field(True, description="Give uncited sentences the best-supporting passage above threshold.")
     max_citations: int = Field(3, ge=1, description="Citations kept per sentence at most.")
     attribution_candidates: int = Field(

@@ -113,8 +113,10 @@ EDIT = Prompt(
 
 SUPPORT = Prompt(
     name="support",
-    system="You check whether a scientific passage supports a statement. Reply with Yes or No only.",
-    template="Passage:\nTitle: {title}\nText: {text}\n\nStatement: {statement}\n\nDoes the passage support the statement? Answer Yes or No:",
+    system="You check whether a scientific passage supports a statement, contradicts it, or neither. "
+    "Reply with one word: Supports, Contradicts or Neither.",
+    template="Passage:\nTitle: {title}\nText: {text}\n\nStatement: {statement}\n\nDoes the passage support the "
+    "statement, contradict it, or neither? Answer Supports, Contradicts or Neither:",
     variables=frozenset({"title", "text", "statement"}),
 )
 

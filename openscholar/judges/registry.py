@@ -1,33 +1,33 @@
-"""Judge name -> factory (citations.judge in settings)."""
+"""Judge name -> backend (``citations.judge``), in the one registry idiom (`datastore.registry`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from openscholar.errors import ConfigError
+from datastore.registry import Registry
+from openscholar.config import JudgeName
 from openscholar.judges.protocol import SupportJudge
 
-JUDGES = ("trained", "llm", "lexical")
+JUDGES: Registry[SupportJudge] = Registry(
+    "support judge",
+    {
+        "trained": "openscholar.judges.trained:TrainedJudge",
+        "nli": "openscholar.judges.nli:NLIJudge",
+        "llm": "openscholar.judges.llm_judge:LLMJudge",
+        "lexical": "openscholar.judges.lexical:LexicalJudge",
+    },
+    setting="citations.judge",
+)
+JUDGES.check_names(JudgeName)
 
 
 def build_judge(settings: Any, *, llm: Callable[[], Any] | Any = None, name: str | None = None) -> SupportJudge:
-    """The support judge named by ``settings.citations.judge`` (models load on first use)."""
+    """The support judge named ``name`` or ``settings.citations.judge`` (models load on first use).
+    The llm judge asks ``llm`` (an LLM or a function returning one), else the configured LLM."""
     name = name or settings.citations.judge
-    if name == "lexical":
-        from openscholar.judges.lexical import LexicalJudge
+    if name == "llm" and llm is None:
+        from openscholar.llm import build_llm
 
-        return LexicalJudge()
-    if name == "llm":
-        from openscholar.judges.llm_judge import LLMJudge
-
-        if llm is None:
-            from openscholar.llm import build_llm
-
-            return LLMJudge(build_llm(settings.llm))
-        return LLMJudge(llm)
-    if name == "trained":
-        from openscholar.judges.cross_encoder import CrossEncoderJudge
-
-        return CrossEncoderJudge.from_settings(settings)
-    raise ConfigError(f"unknown support judge {name!r}", hint=f"set citations.judge to one of: {', '.join(JUDGES)}")
+        llm = build_llm(settings.llm)
+    return JUDGES.create(name, settings.citations, llm=llm, cache_path=settings.cache_path)

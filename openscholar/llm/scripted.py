@@ -73,7 +73,7 @@ def default_reply(kind: str | None, messages: list[dict[str, str]]) -> str:
         match = re.search(r"\nAnswer: (.*?)\n\nFeedback: ", user, re.DOTALL)
         return match.group(1).strip() if match else ""
     if kind == "support":
-        return "Yes" if support_overlap(user) >= 0.5 else "No"
+        return "Supports" if support_overlap(user) >= 0.5 else "Neither"
     refs = [(int(i), title, text) for i, title, text in _REF.findall(user)]
     if not refs:
         return "The references do not answer this question; I found no relevant evidence."

@@ -1,0 +1,77 @@
+"""The ``trained`` judge: the 3-way support judge trained here (``openscholar train judge``).
+
+A LoRA adapter (with its 3-way classification head) over the packaged all-MiniLM-L6-v2, merged
+into the base at load time, then read exactly as any NLI model (`NLIJudge`): window by window.
+The artifact is a few MB: ``adapter_config.json``, ``adapter_model.safetensors`` and a
+``manifest.json`` naming the base model, the labels, the training data and the held-apart
+figures. A copy ships in ``openscholar/judges/artifacts/support-3way``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from openscholar.judges.nli import JudgeUnavailable, NLIJudge
+
+PACKAGED_JUDGE = Path(__file__).resolve().parent / "artifacts" / "support-3way"
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MANIFEST = "manifest.json"
+ADAPTER_CONFIG = "adapter_config.json"
+LABELS = ("supports", "contradicts", "neither")  # output index -> relation, as trained
+
+
+def default_judge_path(judge_path: Path | None, cache_path: Path | None) -> Path:
+    """``citations.judge_path``, else one trained here (cache_dir/judge), else the packaged one."""
+    if judge_path is not None:
+        return Path(judge_path).expanduser()
+    if cache_path is not None and (Path(cache_path) / "judge" / MANIFEST).is_file():
+        return Path(cache_path) / "judge"
+    return PACKAGED_JUDGE
+
+
+def load_trained(path: Path) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, tokenizer, manifest): the base MiniLM with the adapter and head merged in."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from retriever.st_embedder import resolve_model_path
+
+    if not (path / MANIFEST).is_file() or not (path / ADAPTER_CONFIG).is_file():
+        raise JudgeUnavailable(
+            f"no trained support judge at {path}",
+            hint="run `openscholar train judge`, set citations.judge_path, or set citations.judge to 'nli', "
+            "'llm' or 'lexical'",
+        )
+    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    labels = list(manifest.get("labels", LABELS))
+    base = resolve_model_path(manifest.get("base_model", BASE_MODEL))
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    net = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    net = PeftModel.from_pretrained(net, str(path)).merge_and_unload()
+    net.eval()
+    return net, tokenizer, manifest
+
+
+class TrainedJudge(NLIJudge):
+    """`NLIJudge` over the artifact at ``path`` (its manifest sets tokens and window size)."""
+
+    name = "trained"
+
+    def __init__(self, path: str | Path, *, windows_per_passage: int | None = 8, batch_size: int = 32) -> None:
+        self.path = Path(path)
+        manifest_file = self.path / MANIFEST
+        meta = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
+        super().__init__(str(self.path), max_tokens=int(meta.get("max_tokens", 128)), batch_size=batch_size,
+                         window_sentences=int(meta.get("window_sentences", 2)), windows_per_passage=windows_per_passage)
+        self.manifest: dict[str, Any] = meta
+
+    @classmethod
+    def from_config(cls, config: Any, *, cache_path: Path | None = None, **parts: Any) -> TrainedJudge:
+        return cls(default_judge_path(config.judge_path, cache_path), windows_per_passage=config.judge_windows)
+
+    def _load(self) -> tuple[Any, Any]:
+        net, tokenizer, self.manifest = load_trained(self.path)
+        return net, tokenizer
