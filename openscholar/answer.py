@@ -150,17 +150,38 @@ class Answer(BaseModel):
     trace: list[TraceEntry] = Field(default_factory=list)
 
     # -- renderings -----------------------------------------------------------------------
+    def reference_numbers(self) -> dict[int, int]:
+        """Reference id -> the number shown to people: 1, 2, ... in order of first citation."""
+        order = [int(n) for group in _CITE.findall(self.text) for n in re.split(r"\s*[,;]\s*", group)]
+        cited = {r.id for r in self.references}
+        numbers: dict[int, int] = {}
+        for n in [*order, *(r.id for r in self.references)]:
+            if n in cited and n not in numbers:
+                numbers[n] = len(numbers) + 1
+        return numbers
+
+    def marked_text(self) -> str:
+        """The text with unsupported and contradicted sentences visibly marked (synthesis answers)."""
+        if self.mode == "evidence" or not self.sentences or self.no_evidence:
+            return self.text
+        from openscholar.citations import render
+
+        return render(self.sentences, [s.paragraph for s in self.sentences], marks=True)
+
     def to_markdown(self) -> str:
-        """The answer, then a numbered reference list of the cited passages."""
-        lines = [self.text.strip(), ""]
-        if self.references:
-            lines.append("## References")
-            lines.append("")
-            for ref in self.references:
-                year = f" ({ref.year})" if ref.year else ""
-                link = f" <{ref.url}>" if ref.url else ""
-                paper = f" paper {ref.paper_id}" if ref.paper_id else ""
-                lines.append(f"[{ref.id}] {(ref.title or '(untitled)').rstrip('.')}{year}.{paper}{link}")
+        """The answer with references numbered from 1, then the reference list (authors, year,
+        title, venue, url). Unsupported and contradicted sentences carry a visible mark."""
+        numbers = self.reference_numbers()
+
+        def renumber(m: re.Match[str]) -> str:
+            ids = [int(n) for n in re.split(r"\s*[,;]\s*", m.group(1))]
+            return "".join(f"[{numbers[i]}]" for i in ids if i in numbers)
+
+        lines = [_CITE.sub(renumber, self.marked_text()).strip(), ""]
+        refs = sorted((r for r in self.references if r.id in numbers), key=lambda r: numbers[r.id])
+        if refs:
+            lines += ["## References", ""]
+            lines += [f"[{numbers[r.id]}] {format_reference(r)}" for r in refs]
         return "\n".join(lines).rstrip() + "\n"
 
     def to_bibtex(self) -> str:
@@ -177,13 +198,40 @@ class Answer(BaseModel):
                 fields["author"] = " and ".join(ref.authors)
             if ref.year:
                 fields["year"] = str(ref.year)
+            if ref.venue:
+                fields["journal"] = ref.venue
             if ref.url:
                 fields["url"] = ref.url
             if ref.paper_id:
                 fields["note"] = f"paper id {ref.paper_id}"
             body = ",\n".join(f"  {k} = {{{_bib_escape(v)}}}" for k, v in fields.items())
-            entries.append(f"@misc{{{key},\n{body}\n}}")
+            kind = "article" if ref.venue else "misc"
+            entries.append(f"@{kind}{{{key},\n{body}\n}}")
         return "\n\n".join(entries) + ("\n" if entries else "")
+
+
+_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
+
+
+def format_reference(ref: Reference) -> str:
+    """"Authors (year). Title. Venue. <url>" with whatever the corpus has; the paper id when it has
+    no authors, so a reference can always be found again."""
+    authors = _authors(ref.authors)
+    year = f" ({ref.year})" if ref.year else ""
+    head = f"{authors}{year}. " if authors else (f"({ref.year}) " if ref.year else "")
+    title = (ref.title or "(untitled)").rstrip(".")
+    venue = f" {ref.venue.rstrip('.')}." if ref.venue else ""
+    link = f" <{ref.url}>" if ref.url else ""
+    ident = f" Paper {ref.paper_id}." if ref.paper_id and not (authors or ref.url) else ""
+    return f"{head}{title}.{venue}{ident}{link}"
+
+
+def _authors(names: list[str]) -> str:
+    if not names:
+        return ""
+    if len(names) > 3:
+        return f"{names[0]} et al."
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
 
 
 def _bibkey(ref: Reference) -> str:

@@ -14,6 +14,7 @@ contradicts / neither, `openscholar.judges.protocol`). The rules:
 
 To bound the judge's work, attribution and the contradiction check read, besides the cited
 passages, the ``candidates`` passages closest to the sentence in content words.
+"""
 
 from __future__ import annotations
 

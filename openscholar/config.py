@@ -93,6 +93,27 @@ class CitationConfig(StrictModel):
     )
 
 
+class EvidenceConfig(StrictModel):
+    """Quote-first evidence: which sentences of the passages in play are quoted, and how."""
+
+    scorer: str = Field(
+        "default",
+        description="(question, sentence) cross-encoder: 'default' (the packaged quote scorer, else the packaged "
+        "reranker), a model name under retriever/models, an HF cross-encoder id or a directory.",
+    )
+    quotes: int = Field(8, ge=1, le=50, description="Quotes selected at most.")
+    per_paper: int = Field(2, ge=1, description="Quotes from one paper at most.")
+    mmr_lambda: float = Field(
+        0.7, ge=0, le=1, description="Maximal marginal relevance: 1 = relevance only, lower = more diverse quotes."
+    )
+    min_score: float | None = Field(
+        None, ge=0, le=1, description="Quotes scoring below this (sigmoid of the scorer) are never selected."
+    )
+    section_similarity: float = Field(
+        0.45, ge=-1, le=1, description="Cosine a quote needs to a theme's quotes to join its section."
+    )
+
+
 class ServiceConfig(StrictModel):
     """The HTTP API and its workers."""
 

@@ -15,13 +15,16 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from openscholar.answer import Evidence, Reference, Section
 from openscholar.judges.lexical import content_words
 from openscholar.sentences import sentence_spans
+
+if TYPE_CHECKING:
+    from openscholar.settings import Settings
 
 _LABEL_ONLY = re.compile(r"^[A-Z][A-Z /&-]{2,40}:?$")
 
@@ -186,3 +189,16 @@ def papers_of(evidence: Sequence[Evidence], references: dict[int, Reference]) ->
 __all__ = ["Candidate", "QuoteScorer", "TextEmbedder", "candidates", "mmr_select", "paper_key", "papers_of",
            "quote_fidelity", "select_evidence", "themed_sections"]
 
+
+
+def build_quote_scorer(settings: Settings) -> QuoteScorer:
+    """The (question, sentence) cross-encoder of ``evidence.scorer``: 'default' is the packaged quote
+    scorer when one is trained, else the packaged reranker (both LoRA cross-encoders over MiniLM)."""
+    from openscholar.retrieval import PACKAGED_MODELS, reranker_path
+    from retriever.reranker import ADAPTER_CONFIG, CrossEncoderReranker
+
+    name = settings.evidence.scorer
+    if name == "default":
+        name = "quote-scorer" if (PACKAGED_MODELS / "quote-scorer" / ADAPTER_CONFIG).is_file() else "reranker"
+    config = settings.retrieval.reranker.model_copy(update={"max_tokens": 96})
+    return CrossEncoderReranker(config, reranker_path(settings, name))

@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 
 from datastore.config import CorpusConfig, DatastoreConfig
-from openscholar.config import CitationConfig, EvalConfig, LLMConfig, PipelineConfig, ServiceConfig
+from openscholar.config import CitationConfig, EvalConfig, EvidenceConfig, LLMConfig, PipelineConfig, ServiceConfig
 from openscholar.errors import ConfigError
 from retriever.config import EmbedderConfig, RetrievalConfig
 from router.config import RouterConfig
@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     llm: LLMConfig = Field(default_factory=LLMConfig, description="LLM backend.")
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Answer pipeline and self-feedback.")
     citations: CitationConfig = Field(default_factory=CitationConfig, description="Citation verification.")
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, description="Quote-first evidence.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="HTTP API and workers.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
 

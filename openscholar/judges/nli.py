@@ -139,7 +139,7 @@ class NLIJudge:
         with self._lock, torch.inference_mode():
             for start in range(0, len(pairs), self.batch_size):
                 batch = pairs[start:start + self.batch_size]
-                enc = self._tokenizer([a for a, _ in batch], [b for _, b in batch], truncation="only_second",
+                enc = self._tokenizer([a for a, _ in batch], [b for _, b in batch], truncation="longest_first",
                                       max_length=self.max_tokens, padding=True, return_tensors="pt")
                 probs = torch.softmax(self._net(**enc).logits.float(), dim=-1)
                 for row in probs.tolist():
