@@ -37,9 +37,24 @@ class LLMConfig(StrictModel):
     context_tokens: int = Field(8192, ge=256, description="Model context window; prompts are trimmed by whole passages.")
 
 
-class PipelineConfig(StrictModel):
-    """The answer pipeline: retrieval depth and the self-feedback loop."""
+AnswerMode = Literal["evidence", "synthesis", "auto"]
 
+
+class PipelineConfig(StrictModel):
+    """The answer pipeline: its mode, retrieval depth and the self-feedback loop."""
+
+    mode: AnswerMode = Field(
+        "auto",
+        description="evidence: the answer is verbatim quotes in themed sections (+ the judge's verdict for claims and "
+        "yes/no questions), no LLM; synthesis: the LLM writes from the passages, then self-feedback and "
+        "verification; auto: synthesis when llm.model matches capable_models, else evidence.",
+    )
+    capable_models: list[str] = Field(
+        default_factory=lambda: ["*OpenScholar*", "*Llama-3*-8B*", "*Llama-3*-70B*", "*gpt-4*", "*claude*", "*Qwen2.5-*B*",
+                                 "*Mistral*", "*Mixtral*"],
+        description="Glob patterns (case-insensitive) of LLM ids that write good enough prose for synthesis under "
+        "mode=auto; the small local default (SmolLM2-135M) is not one.",
+    )
     top_k: int | None = Field(None, ge=1, description="Passages shown to the model; None follows retrieval.top_k.")
     feedback: bool = Field(True, description="Run the self-feedback loop (feedback, more retrieval, edits).")
     max_feedback: int = Field(3, ge=0, le=10, description="Feedback items acted on at most.")

@@ -33,6 +33,9 @@ class AnswerOptions(BaseModel):
         description="Caller-supplied passages (title, text, optional paper_id, url, year); when given, no retrieval.",
     )
     task: Literal["long_form", "claim", "yes_no"] = Field("long_form", description="Answer format.")
+    mode: Literal["evidence", "synthesis", "auto"] | None = Field(
+        None, description="Answer mode (pipeline.mode if None): evidence (quotes), synthesis (LLM) or auto."
+    )
     max_tokens: int | None = Field(None, ge=1, description="Completion budget per LLM call.")
 
 
@@ -47,6 +50,7 @@ class Engine:
         self._datastore: Any = None
         self._retrievers: dict[str, Any] = {}
         self._judge: Any = None
+        self._quote_scorer: Any = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, llm: LLM | None = None) -> Engine:
@@ -58,6 +62,7 @@ class Engine:
         with self._lock:
             other._embedder, other._datastore = self._embedder, self._datastore
             other._retrievers, other._judge = self._retrievers, self._judge
+            other._quote_scorer = self._quote_scorer
         return other
 
     # -- components ---------------------------------------------------------------------
@@ -102,6 +107,16 @@ class Engine:
 
                 self._judge = build_judge(self.settings, llm=lambda: self.llm)
             return self._judge
+
+    @property
+    def quote_scorer(self) -> Any:
+        """The (question, sentence) cross-encoder of evidence mode (evidence.scorer)."""
+        with self._lock:
+            if self._quote_scorer is None:
+                from openscholar.evidence import build_quote_scorer
+
+                self._quote_scorer = build_quote_scorer(self.settings)
+            return self._quote_scorer
 
     def warm_up(self) -> None:
         """Load every model and open the datastore now rather than on the first request."""

@@ -8,6 +8,7 @@ citations as a synthesis answer, so markdown, JSON and the page render both alik
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,13 @@ class EvidenceResult:
     sections: list[Section]
     verdict: Verdict | None = None
     cited: list[int] = field(default_factory=list)
+
+
+def resolve_mode(mode: str, model: str, capable: Sequence[str]) -> str:
+    """``evidence`` or ``synthesis``: ``auto`` is synthesis exactly when ``model`` matches a capable pattern."""
+    if mode != "auto":
+        return mode
+    return "synthesis" if any(fnmatch.fnmatch(model.lower(), p.lower()) for p in capable) else "evidence"
 
 
 def evidence_answer(question: str, task: str, refs: Sequence[Reference], *, scorer: QuoteScorer,

@@ -20,6 +20,7 @@ from datastore.errors import ErrorKind, ScholarError
 from openscholar import prompts
 from openscholar.answer import Answer, Edit, FeedbackItem, Reference, TraceEntry, Usage
 from openscholar.citations import cited_ids, verify
+from openscholar.evidence_answer import evidence_answer, resolve_mode
 from openscholar.llm.protocol import LLM
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def references_from_hits(hits: list[Any], start: int, retrieved_for: str) -> lis
     for n, hit in enumerate(hits, start=start):
         p = hit.passage
         refs.append(Reference(id=n, passage_id=p.passage_id, paper_id=p.paper_id, title=p.title, year=p.year,
-                              url=p.url, authors=list(p.authors), text=p.text, score=float(hit.score),
+                              url=p.url, authors=list(p.authors), venue=p.venue, text=p.text, score=float(hit.score),
                               retrieved_for=retrieved_for))
     return refs
 
@@ -253,11 +254,14 @@ def run_pipeline(
             info["routing"] = _routing_dict(routing)
     run.references = {r.id: r for r in refs}
 
-    answer = Answer(question=question, task=options.task, text="", pipeline=pipeline_name,
-                    model=getattr(llm, "model_id", ""), routing=_routing_dict(routing))
+    mode = resolve_mode(options.mode or s.pipeline.mode, s.llm.model, s.pipeline.capable_models)
+    answer = Answer(question=question, task=options.task, text="", pipeline=pipeline_name, mode=mode,  # type: ignore[arg-type]
+                    model=getattr(llm, "model_id", "") if mode == "synthesis" else "", routing=_routing_dict(routing))
     if not refs:
         answer.text, answer.no_evidence = prompts.NO_EVIDENCE, True
         return _finish(answer, run, t_start)
+    if mode == "evidence":
+        return _evidence_mode(engine, run, answer, refs, options, t_start)
 
     with run.step("generate", passages=len(refs)) as info:
         text, shown = generate(run, refs)
@@ -295,10 +299,10 @@ def run_pipeline(
         refs_in_play = {i: run.references[i] for i in sorted(in_play)}
         judge = engine.judge if verify_on else None
         checked, sentences = verify(text, refs_in_play, judge, threshold=s.citations.threshold,
+                                      contradiction_threshold=s.citations.contradiction_threshold,
                                     attribute=s.citations.attribute, max_citations=s.citations.max_citations,
                                     candidates=s.citations.attribution_candidates)
-        info.update(sentences=len(sentences), supported=sum(x.supported for x in sentences),
-                    removed=sum(len(x.removed) for x in sentences), attributed=sum(x.attributed for x in sentences))
+        info.update(verification_counts(sentences, checked=judge is not None))
     answer.judge = getattr(judge, "name", "") if judge is not None else ""
     answer.text, answer.sentences = checked, sentences
     answer.verdict = verdict_of(options.task, checked)
@@ -313,6 +317,45 @@ def run_pipeline(
     answer.passages = list(refs_in_play.values())
     cited = set() if answer.no_evidence else {c for x in sentences for c in x.citations}
     answer.references = [r for i, r in refs_in_play.items() if i in cited]
+    return _finish(answer, run, t_start)
+
+
+def verification_counts(sentences: list[Any], *, checked: bool) -> dict[str, Any]:
+    """The verify step's honest counts: supported / unsupported / contradicted sentences, the
+    citations removed, and which citations verification added (sentence index -> ids)."""
+    judged = [x for x in sentences if x.checked]
+    return {"checked": checked, "sentences": len(judged),
+            "supported": sum(x.status == "supported" for x in judged),
+            "unsupported": sum(x.status == "unsupported" for x in judged),
+            "contradicted": sum(x.status == "contradicted" for x in judged),
+            "removed": sum(len(x.removed) for x in sentences),
+            "added": {str(i): x.added for i, x in enumerate(sentences) if x.added}}
+
+
+def _evidence_mode(engine: Engine, run: Run, answer: Answer, refs: list[Reference], options: AnswerOptions,
+                   t_start: float) -> Answer:
+    """Evidence mode: quotes in themed sections and, for claims and yes/no questions, the verdict."""
+    s = engine.settings
+    ev = s.evidence
+    judge = engine.judge if options.verify and s.citations.verify and options.task != "long_form" else None
+    with run.step("evidence", passages=len(refs), judge=getattr(judge, "name", None)) as info:
+        res = evidence_answer(run.question, options.task, refs, scorer=engine.quote_scorer, judge=judge,
+                              embedder=engine.embedder, quotes=ev.quotes, per_paper=ev.per_paper,
+                              mmr_lambda=ev.mmr_lambda, min_score=ev.min_score,
+                              section_similarity=ev.section_similarity, threshold=s.citations.threshold)
+        papers = {r.paper_id or r.id for r in refs if r.id in set(res.cited)}
+        info.update(quotes=len(res.evidence), papers=len(papers), sections=len(res.sections),
+                    verdict=res.verdict.label if res.verdict else None)
+    answer.text, answer.sentences = res.text, res.sentences
+    answer.evidence, answer.sections, answer.assessment = res.evidence, res.sections, res.verdict
+    answer.judge = getattr(judge, "name", "") if judge is not None else ""
+    if res.verdict is not None:
+        answer.verdict = {"supported": "true", "contradicted": "false"}.get(res.verdict.label)
+        if answer.verdict is not None and options.task == "yes_no":
+            answer.verdict = "yes" if answer.verdict == "true" else "no"
+    answer.passages = refs
+    answer.references = [r for r in refs if r.id in set(res.cited)]
+    answer.no_evidence = not res.evidence
     return _finish(answer, run, t_start)
 
 

@@ -19,6 +19,7 @@ STEP_LABELS = {
     "feedback": "self-feedback",
     "edit": "edit for feedback",
     "verify": "check citations",
+    "evidence": "select quotes",
 }
 
 
@@ -96,8 +97,16 @@ def _summary(step: str, d: dict[str, Any], started: bool = False) -> str:
     if step == "edit":
         return f"{'kept' if d.get('kept') else 'rejected'}: {d.get('reason', '')}"
     if step == "verify":
-        return (f"{d.get('supported', 0)}/{d.get('sentences', 0)} sentences supported, {d.get('removed', 0)} citations "
-                f"removed, {d.get('attributed', 0)} attributed")
+        if not d.get("checked", True):
+            return "not checked (no judge): citations of unknown passages removed only"
+        added = d.get("added") or {}
+        added_text = ("; verification added " + ", ".join(f"{ids} to sentence {int(i) + 1}" for i, ids in added.items())
+                      if added else "; none added")
+        return (f"{d.get('supported', 0)} supported, {d.get('unsupported', 0)} unsupported, {d.get('contradicted', 0)} "
+                f"contradicted of {d.get('sentences', 0)} sentences; {d.get('removed', 0)} citations removed{added_text}")
+    if step == "evidence":
+        verdict = f"; verdict: {d['verdict']}" if d.get("verdict") else ""
+        return f"{d.get('quotes', 0)} quotes from {d.get('papers', 0)} papers in {d.get('sections', 0)} sections{verdict}"
     return ""
 
 
@@ -112,6 +121,8 @@ def ask(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip citation verification (unknown ids are still dropped)."),
     passages: Path = typer.Option(None, "--passages", help="Answer from these passages (JSON list or JSONL) instead of retrieving."),
     task: str = typer.Option("long_form", "--task", help="long_form | claim | yes_no."),
+    mode: str = typer.Option(None, "--mode", help="evidence (quotes, no LLM) | synthesis (the LLM writes) | auto "
+                             "(default: pipeline.mode)."),
     top_k: int = typer.Option(None, "--top-k", min=1, max=100, help="Passages shown to the model."),
     pipeline: str = typer.Option(None, "--pipeline", help="Retrieval pipeline (default: retrieval.pipeline)."),
     llm: str = typer.Option(None, "--llm", help="LLM backend: transformers | openai | scripted (default: llm.backend)."),
@@ -127,6 +138,8 @@ def ask(
         raise typer.BadParameter("--json cannot be combined with --markdown or --bibtex", param_hint="--json")
     if task not in ("long_form", "claim", "yes_no"):
         raise typer.BadParameter("use long_form, claim or yes_no", param_hint="--task")
+    if mode is not None and mode not in ("evidence", "synthesis", "auto"):
+        raise typer.BadParameter("use evidence, synthesis or auto", param_hint="--mode")
     s = settings(ctx)
     if datastore is not None:
         s.datastore.path = datastore
@@ -137,7 +150,7 @@ def ask(
     options = AnswerOptions(
         feedback=not no_feedback, verify=not no_verify, top_k=top_k, pipeline=pipeline,
         passages=_read_passages(passages) if passages is not None else None, task=task,  # type: ignore[arg-type]
-        max_tokens=max_tokens,
+        max_tokens=max_tokens, mode=mode,  # type: ignore[arg-type]
     )
     engine = Engine.from_settings(s)
     with StepDisplay(enabled=not quiet) as display:

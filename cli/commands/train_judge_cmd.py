@@ -1,4 +1,4 @@
-"""`openscholar train judge`: train the citation support judge on SciFact rationales (train split)."""
+"""`openscholar train judge`: the 3-way support judge (supports / contradicts / neither)."""
 
 from __future__ import annotations
 
@@ -14,36 +14,44 @@ def train_judge(
     ctx: typer.Context,
     out_dir: Path = typer.Option(None, "--out", help="Artifact directory (default: cache_dir/judge)."),
     scifact: Path = typer.Option(None, "--scifact", help="BEIR SciFact directory (default: corpus.scifact_dir)."),
-    epochs: int = typer.Option(3, "--epochs", min=1, help="Passes over the training pairs."),
-    holdout: float = typer.Option(0.15, "--holdout", min=0.05, max=0.5, help="Fraction of claims held apart."),
+    scholarqabench: Path = typer.Option(None, "--scholarqabench", help="ScholarQABench directory "
+                                        "(default: corpus.scholarqabench_dir): Multi dev answers, the SciFact 208 to exclude."),
+    epochs: float = typer.Option(2.0, "--epochs", min=0.01, help="Passes over the training pairs."),
+    max_seconds: float = typer.Option(2400.0, "--max-seconds", min=1, help="Wall-clock cap of the optimizer loop."),
     limit: int = typer.Option(None, "--limit", min=1, help="Train on at most this many pairs (smoke runs)."),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0: default)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    threads: int = typer.Option(1, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
+    seed: int = typer.Option(13, "--seed", help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
-    """Train the support judge (packaged MiniLM cross-encoder, LoRA on its last layer) in a few CPU minutes.
+    """Train the support judge: MiniLM + LoRA with a 3-way head, on SciFact TRAIN claims (none touching the
+    ScholarQABench SciFact 208), ScholarQA-Multi dev attributions and synthetic hard negatives.
 
-    Uses SciFact rationale labels of train-split claims only, and reports accuracy on held-apart claims.
-    Point citations.judge_path at --out to use a judge written elsewhere than the default.
+    Held-apart claim clusters and questions are only evaluated; the manifest records the data, the overlap
+    check and the figures. Point citations.judge_path at --out to use a judge written elsewhere than the default.
     """
     from openscholar.components import scifact_dir
-    from openscholar.judges.training import train_judge as run
+    from openscholar.judges.train_support import SupportJudgeTrainConfig, train_support_judge
 
     s = settings(ctx)
     source = scifact.expanduser() if scifact else scifact_dir(s)
+    sqa = scholarqabench.expanduser() if scholarqabench else s.corpus.scholarqabench_dir
+    if sqa is None or not Path(sqa).expanduser().is_dir():
+        raise typer.BadParameter("no ScholarQABench directory: pass --scholarqabench or set corpus.scholarqabench_dir",
+                                 param_hint="--scholarqabench")
     target = out_dir.expanduser() if out_dir else s.cache_path / "judge"
-    manifest = run(source, target, epochs=epochs, holdout=holdout, limit=limit, threads=threads, seed=seed)
+    config = SupportJudgeTrainConfig(epochs=epochs, max_seconds=max_seconds, limit=limit, threads=threads, seed=seed)
+    manifest = train_support_judge(source, Path(sqa).expanduser(), target, config)
     if as_json:
         print_json(manifest)
         return
-    h = manifest["heldout"]
+    h, t = manifest["heldout"], manifest["training"]
     err.print(
-        f"judge written to {target} in {manifest['training']['seconds']:.0f}s: held-out accuracy {h['accuracy']:.3f} "
-        f"(balanced {h['balanced_accuracy']:.3f}, majority baseline {h['majority_baseline']:.3f}) on {h['pairs']} pairs "
-        f"of {h['claims']} claims",
+        f"judge written to {target} in {t['train_seconds']:.0f}s ({t['steps']} steps, {t['stop_reason']}): held-apart "
+        f"3-way accuracy {h['accuracy_3way']:.3f} (majority {h['majority_3way']:.3f}), support accuracy "
+        f"{h['support_accuracy']:.3f} on {h['pairs']} pairs of {h['groups']} groups",
         highlight=False,
     )
-    err.print(json.dumps(h["accuracy_by_kind"]), highlight=False)
+    err.print(json.dumps(h["accuracy_by_source"]), highlight=False)
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:

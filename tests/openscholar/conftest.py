@@ -11,12 +11,13 @@ from openscholar.settings import Settings
 
 @pytest.fixture(scope="session")
 def answer_settings(small_datastore: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Dense retrieval over the small SciFact datastore, lexical judge (no model), scripted LLM."""
+    """Dense retrieval over the small SciFact datastore, lexical judge (no model), scripted LLM, synthesis mode."""
     return Settings(
         cache_dir=tmp_path_factory.mktemp("answer-cache"),
         datastore={"path": small_datastore},
         retrieval={"pipeline": "dense", "top_k": 5},
         llm={"backend": "scripted"},
+        pipeline={"mode": "synthesis"},  # the loop's control flow; evidence mode has its own tests
         citations={"judge": "lexical", "threshold": 0.5},
     )
 

@@ -48,11 +48,40 @@ def test_ask_json_with_scripted_llm(small_datastore: Path, scifact_subset: dict,
             monkeypatch.setenv(key, value)
     claim = sorted(scifact_subset["claims"].values())[0]
     result = CliRunner().invoke(app, ["ask", claim, "--datastore", str(small_datastore), "--llm", "scripted", "--json",
-                                      "--top-k", "4"], catch_exceptions=False)
+                                      "--top-k", "4", "--mode", "synthesis"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["question"] == claim and data["references"] and "[0]" in data["text"]
+    assert data["question"] == claim and data["references"] and "[0]" in data["text"] and data["mode"] == "synthesis"
     assert [t["step"] for t in data["trace"]] == ["retrieve", "generate", "feedback", "verify"]
+    verify = data["trace"][-1]["detail"]
+    assert verify["supported"] + verify["unsupported"] + verify["contradicted"] == verify["sentences"] > 0
+    assert all(s["status"] in ("supported", "unsupported", "contradicted") for s in data["sentences"])
+    _check_answer_json(data, small_datastore)
+
+
+@pytest.mark.parametrize("mode", ["evidence", "auto"])
+def test_ask_json_in_evidence_mode(small_datastore: Path, scifact_subset: dict, monkeypatch, mode: str):
+    """No LLM call at all: verbatim quotes (checked against the datastore), themed sections, and for a claim the
+    judge's verdict. auto picks evidence for the small local default model."""
+    from cli.main import app
+
+    for key, value in _env(OPENSCHOLAR_RETRIEVAL__PIPELINE="dense", OPENSCHOLAR_CITATIONS__JUDGE="lexical").items():
+        if key.startswith("OPENSCHOLAR_"):
+            monkeypatch.setenv(key, value)
+    claim = sorted(scifact_subset["claims"].values())[0]
+    result = CliRunner().invoke(app, ["ask", claim, "--datastore", str(small_datastore), "--json", "--top-k", "5",
+                                      "--task", "claim", "--mode", mode], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["mode"] == "evidence" and data["usage"]["calls"] == 0 and data["model"] == ""
+    assert [t["step"] for t in data["trace"]] == ["retrieve", "evidence"]
+    assert 3 <= len(data["evidence"]) <= 8 and data["sections"]
+    passages = {p["id"]: p for p in data["passages"]}
+    for e in data["evidence"]:
+        assert passages[e["reference"]]["text"][e["start"]:e["end"]] == e["quote"]
+        assert f"\u201c{e['quote']}\u201d [{e['reference']}]" in data["text"]
+    assert data["assessment"]["label"] in ("supported", "contradicted", "not enough evidence")
+    assert data["assessment"]["statement"] == claim
     _check_answer_json(data, small_datastore)
 
 
@@ -64,10 +93,11 @@ def test_ask_markdown_from_passages_file(tmp_path: Path, monkeypatch):
     passages.write_text(json.dumps({"title": "Bees", "text": "Honey bees communicate food locations with a waggle dance.",
                                     "paper_id": "bee-1", "year": 1967}) + "\n")
     result = CliRunner().invoke(app, ["ask", "How do bees share where food is?", "--passages", str(passages),
-                                      "--llm", "scripted", "--markdown", "--no-feedback", "-q"], catch_exceptions=False)
+                                      "--llm", "scripted", "--markdown", "--no-feedback", "-q", "--mode", "synthesis"],
+                                catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "Honey bees communicate food locations with a waggle dance [0]." in result.stdout
-    assert "[0] Bees (1967). paper bee-1" in result.stdout
+    assert "Honey bees communicate food locations with a waggle dance [1]." in result.stdout  # numbered from 1
+    assert "[1] (1967) Bees. Paper bee-1." in result.stdout
 
 
 def test_ask_unreachable_llm_names_the_endpoint(tmp_path: Path):
@@ -78,7 +108,7 @@ def test_ask_unreachable_llm_names_the_endpoint(tmp_path: Path):
     passages.write_text(json.dumps([{"title": "T", "text": "Some finding about cells."}]))
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "ask", "What about cells?", "--passages", str(passages), "--llm",
-         "openai", "-q"],
+         "openai", "-q", "--mode", "synthesis"],
         capture_output=True, text=True, timeout=120, cwd=REPO,
         env=_env(OPENSCHOLAR_LLM__BASE_URL=f"http://127.0.0.1:{port}/v1", OPENSCHOLAR_LLM__MAX_RETRIES="0"),
     )
@@ -94,7 +124,7 @@ def test_ask_json_with_smollm2_on_a_real_datastore(small_datastore: Path, scifac
     claim = sorted(scifact_subset["claims"].values())[3]
     proc = subprocess.run(
         [sys.executable, "-m", "cli", "ask", claim, "--datastore", str(small_datastore), "--json",
-         "--llm", "transformers", "--no-feedback", "--top-k", "3", "--max-tokens", "96"],
+         "--llm", "transformers", "--no-feedback", "--top-k", "3", "--max-tokens", "96", "--mode", "synthesis"],
         capture_output=True, text=True, timeout=900, cwd=REPO,
         env=_env(OPENSCHOLAR_RETRIEVAL__PIPELINE="dense", OPENSCHOLAR_CITATIONS__JUDGE="trained"),
     )
