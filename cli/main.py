@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "cli.commands.train_reranker_cmd",
     "cli.commands.ask_cmd",
     "cli.commands.train_judge_cmd",
+    "cli.commands.train_quotes_cmd",
     "cli.commands.router_cmd",
     "cli.commands.serve_cmd",
     "cli.commands.sqa_cmd",

@@ -192,13 +192,17 @@ __all__ = ["Candidate", "QuoteScorer", "TextEmbedder", "candidates", "mmr_select
 
 
 def build_quote_scorer(settings: Settings) -> QuoteScorer:
-    """The (question, sentence) cross-encoder of ``evidence.scorer``: 'default' is the packaged quote
-    scorer when one is trained, else the packaged reranker (both LoRA cross-encoders over MiniLM)."""
-    from openscholar.retrieval import PACKAGED_MODELS, reranker_path
-    from retriever.reranker import ADAPTER_CONFIG, CrossEncoderReranker
+    """The (question, sentence) scorer of ``evidence.scorer``: 'default' is the packaged reranker with the
+    calibration fitted by `openscholar train quotes` (`openscholar.quote_scorer`); any other value names
+    a cross-encoder (a model under retriever/models, an HF id or a directory), used uncalibrated."""
+    from openscholar.quote_scorer import CalibratedScorer, load_calibration
+    from openscholar.retrieval import reranker_path
+    from retriever.reranker import CrossEncoderReranker
 
     name = settings.evidence.scorer
-    if name == "default":
-        name = "quote-scorer" if (PACKAGED_MODELS / "quote-scorer" / ADAPTER_CONFIG).is_file() else "reranker"
     config = settings.retrieval.reranker.model_copy(update={"max_tokens": 96})
-    return CrossEncoderReranker(config, reranker_path(settings, name))
+    if name != "default":
+        return CrossEncoderReranker(config, reranker_path(settings, name))
+    calibration = load_calibration() or {}
+    base = CrossEncoderReranker(config, reranker_path(settings, str(calibration.get("base", "reranker"))))
+    return CalibratedScorer(base, float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)))

@@ -4,7 +4,7 @@ Three modes, so one report can compare them on the same questions:
 
 - ``pipeline``: the service as configured (retrieval or gold passages, self-feedback, citation
   verification);
-- ``no_feedback``: the same passages, one generation, no feedback and no verification;
+- ``no_feedback``: the same passages, one LLM generation (synthesis mode), no feedback and no verification;
 - ``closed_book``: the same LLM with no passages at all.
 
 Single-paper tasks (SciFact, PubMedQA, QASA) and ScholarQA-Multi answer from their gold contexts;
@@ -92,7 +92,9 @@ def _options(spec: TaskSpec, example: Example, mode: str, max_tokens: int | None
     if spec.passages == "gold" and not passages:
         raise RunError(f"example {example.id} of {spec.name} has no gold contexts", hint="check the input file")
     fb = mode == "pipeline"
-    return AnswerOptions(passages=passages, task=spec.engine_task, feedback=fb, verify=fb, max_tokens=max_tokens)
+    # no_feedback is the LLM's one-generation baseline: always synthesis; pipeline is the product as configured.
+    return AnswerOptions(passages=passages, task=spec.engine_task, feedback=fb, verify=fb, max_tokens=max_tokens,
+                         mode=None if fb else "synthesis")
 
 
 def answer_example(engine: Any, spec: TaskSpec, example: Example, mode: str,

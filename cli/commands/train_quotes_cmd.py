@@ -1,0 +1,47 @@
+"""`openscholar train quotes`: calibrate the quote scorer of evidence mode on SciFact train rationales."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import err, print_json, settings
+
+
+def train_quotes(
+    ctx: typer.Context,
+    out: Path = typer.Option(None, "--out", help="Manifest to write (default: the packaged one)."),
+    train_claims: int = typer.Option(150, "--train-claims", min=10, help="SciFact train claims to fit on."),
+    dev_claims: int = typer.Option(100, "--dev-claims", min=10, help="Held-apart claims to evaluate on."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Fit P(rationale sentence) = sigmoid(a * reranker logit + b) and report MRR / top-1 of the rationale
+    sentences on held-apart claims, next to word overlap."""
+    import torch
+
+    from openscholar.components import scifact_dir
+    from openscholar.quote_scorer import PACKAGED_QUOTE_SCORER, train_quote_scorer
+    from openscholar.retrieval import reranker_path
+    from retriever.reranker import CrossEncoderReranker
+
+    torch.set_num_threads(threads)
+    s = settings(ctx)
+    sqa = s.corpus.scholarqabench_dir
+    if sqa is None or not Path(sqa).expanduser().is_dir():
+        raise typer.BadParameter("set corpus.scholarqabench_dir (the SciFact 208 must be excluded)")
+    base = CrossEncoderReranker(s.retrieval.reranker.model_copy(update={"max_tokens": 96}), reranker_path(s, "reranker"))
+    manifest = train_quote_scorer(scifact_dir(s), Path(sqa).expanduser(), base, out or PACKAGED_QUOTE_SCORER,
+                                  train_claims=train_claims, dev_claims=dev_claims)
+    if as_json:
+        print_json(manifest)
+        return
+    h = manifest["heldout"]
+    err.print(f"quote scorer: a={manifest['a']:.4f} b={manifest['b']:.3f}; held-apart MRR {h['scorer']['mrr']} "
+              f"(word overlap {h['lexical']['mrr']}), top-1 {h['scorer']['top1']} ({h['lexical']['top1']}), Brier "
+              f"{h['brier']} (base rate {h['brier_base_rate']})", highlight=False)
+
+
+def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
+    groups["train"].command("quotes")(train_quotes)
