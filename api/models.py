@@ -7,14 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.jobs import Job, JobStatus
-from openscholar.engine import AnswerOptions
+from datastore.models import PassageData
+from openscholar.options import AnswerOptions
 from retriever.config import PipelineName
 
-
-class Options(AnswerOptions):
-    """The engine's AnswerOptions, strict about unknown names (a typo is an error, not ignored)."""
-
-    model_config = ConfigDict(extra="forbid")
+Options = AnswerOptions  # strict itself (StrictModel): a typo is an error, not ignored
 
 
 class SearchRequest(BaseModel):
@@ -25,16 +22,9 @@ class SearchRequest(BaseModel):
     pipeline: PipelineName | None = Field(None, description="Retrieval pipeline (default: settings.retrieval.pipeline).")
 
 
-class HitOut(BaseModel):
-    passage_id: int
-    paper_id: str
-    title: str | None = None
-    text: str
-    year: int | None = None
-    venue: str | None = None
-    authors: list[str] = Field(default_factory=list)
-    url: str | None = None
-    citation_count: int | None = None
+class HitOut(PassageData):
+    """A ranked passage: the passage schema plus its final score and its score at each stage."""
+
     score: float
     scores: dict[str, float] = Field(default_factory=dict)
 

@@ -116,7 +116,7 @@ class _RetryLater(Exception):
 
 
 def _run(job_id: str, owner: str) -> str:
-    from openscholar.engine import AnswerOptions
+    from openscholar.options import AnswerOptions
 
     store, svc = rt.store(), rt.settings().service
     job = store.get(job_id)

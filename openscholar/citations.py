@@ -14,11 +14,16 @@ contradicts / neither, `openscholar.judges.protocol`). The rules:
 
 To bound the judge's work, attribution and the contradiction check read, besides the cited
 passages, the ``candidates`` passages closest to the sentence in content words.
+
+Verification can be given a time limit (`VerifyClock`): the judge then reads in small batches,
+the written citations first, and a citation it did not get to is removed (never shown unchecked);
+``timed_out`` is set on the caller's clock.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +35,22 @@ _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[\[A-Z0-9(\"'])")
 _LEADING_CITES = re.compile(r"^((?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+)\s*")
 _MIN_WORDS = 4  # shorter fragments ("Yes.", headings) are not claims to check
+
+
+JUDGE_BATCH = 16  # pairs scored between two looks at the clock
+
+
+@dataclass
+class VerifyClock:
+    """A deadline (``time.monotonic()`` seconds) for verification; ``timed_out`` says it was reached."""
+
+    deadline: float | None = None
+    timed_out: bool = False
+
+    def expired(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
 
 _MARK = {"unsupported": "(unsupported)", "contradicted": "(contradicted by {ids})"}
@@ -115,9 +136,11 @@ def verify(
     attribute: bool = True,
     max_citations: int = 3,
     candidates: int = 5,
+    clock: VerifyClock | None = None,
 ) -> tuple[str, list[Sentence]]:
     """Checked text and sentences (see the module doc). With ``judge=None`` only unknown ids are
     removed and a sentence with a known citation counts as supported (nothing was checked)."""
+    clock = clock or VerifyClock()
     parsed = parse_sentences(text)
     sentences: list[Sentence] = []
     for ps in parsed:
@@ -139,13 +162,14 @@ def verify(
             ranked = sorted((r for r in references if r not in sentences[i].citations),
                             key=lambda r: (-_overlap(words, references[r]), r))
             todo.extend((i, r) for r in [*sentences[i].citations, *ranked[:candidates]])
-        _judge(judge, sentences, references, todo, verdicts)
+        cited_first = sorted(todo, key=lambda ir: ir[1] not in sentences[ir[0]].citations)
+        _judge(judge, sentences, references, cited_first, verdicts, clock)
         for i in checkable:
             s, js = sentences[i], verdicts[i]
             s.support = {r: round(js[r].supports, 4) for r in js}
             s.contradicted_by = sorted((r for r in js if _contradicts(js[r], contradiction_threshold)),
                                        key=lambda r: -js[r].contradicts)
-            kept = [c for c in s.citations if _passes(js[c], threshold)]
+            kept = [c for c in s.citations if c in js and _passes(js[c], threshold)]  # unjudged (out of time): removed
             s.removed += [c for c in s.citations if c not in kept]
             s.citations = sorted(kept, key=lambda c: -js[c].supports)[:max_citations]
             if s.contradicted_by:
@@ -171,12 +195,16 @@ def _judge(
     references: Mapping[int, Reference],
     pairs: list[tuple[int, int]],
     into: dict[int, dict[int, Judgement]],
+    clock: VerifyClock,
 ) -> None:
-    if not pairs:
-        return
-    values = judge.judge([(sentences[i].text, passage_text(references[r])) for i, r in pairs])
-    for (i, r), v in zip(pairs, values, strict=True):
-        into[i][r] = v
+    """Judge ``pairs`` in batches until the clock runs out; unjudged pairs stay out of ``into``."""
+    for start in range(0, len(pairs), JUDGE_BATCH):
+        if clock.expired():
+            return
+        batch = pairs[start : start + JUDGE_BATCH]
+        values = judge.judge([(sentences[i].text, passage_text(references[r])) for i, r in batch])
+        for (i, r), v in zip(batch, values, strict=True):
+            into[i][r] = v
 
 
 def _overlap(words: set[str], ref: Reference) -> float:

@@ -1,4 +1,4 @@
-"""Typed configuration owned by the composition root: LLM, answer pipeline, citations, service, eval.
+"""Typed configuration owned by the composition root: LLM, answer loop, citations, service, eval.
 
 The service (api) and evaluation sections live here rather than in their packages so that
 ``openscholar.settings`` never imports a layer above it (DESIGN.md: nothing imports api).
@@ -16,11 +16,13 @@ JudgeRelation = Literal["supports", "contradicts", "neither"]
 
 from datastore.strict import StrictModel
 
+LLMBackend = Literal["transformers", "openai", "scripted"]
+
 
 class LLMConfig(StrictModel):
     """Which LLM writes answers."""
 
-    backend: Literal["transformers", "openai", "scripted"] = Field(
+    backend: LLMBackend = Field(
         "transformers", description="transformers (in process), openai (HTTP), or scripted (tests, offline demo)."
     )
     model: str = Field(
@@ -40,8 +42,30 @@ class LLMConfig(StrictModel):
 AnswerMode = Literal["evidence", "synthesis", "auto"]
 
 
-class PipelineConfig(StrictModel):
-    """The answer pipeline: its mode, retrieval depth and the self-feedback loop."""
+class StepBudgets(StrictModel):
+    """Seconds each step of the answer loop may take; a step that runs out returns what it has.
+
+    An LLM call is given the smaller of its step's budget and what is left of ``total_s``
+    (in-process generation stops there, an HTTP request times out there). A loop that runs out
+    skips the remaining model steps and returns the checked draft it has, marked ``partial`` with
+    the step that ran out; verification always runs (within ``verify_s``), and a citation it could
+    not check in time is removed, never shown unchecked.
+    """
+
+    total_s: float = Field(240.0, gt=0, description="The whole answer; keep it below service.soft_time_limit_s.")
+    retrieve_s: float = Field(30.0, gt=0, description="One retrieval (initial or for a feedback question).")
+    generate_s: float = Field(90.0, gt=0, description="Writing the initial answer.")
+    feedback_s: float = Field(45.0, gt=0, description="Asking the model for feedback on its draft.")
+    edit_s: float = Field(45.0, gt=0, description="One edit for one feedback item.")
+    verify_s: float = Field(60.0, gt=0, description="Checking every citation with the support judge.")
+
+
+class AnswerConfig(StrictModel):
+    """The answer loop: how many passages the model reads, self-feedback, and time budgets.
+
+    (Formerly ``[pipeline]`` / ``OPENSCHOLAR_PIPELINE__*``; "pipeline" now means the retrieval
+    pipeline only. The old names still work, with a deprecation message.)
+    """
 
     mode: AnswerMode = Field(
         "auto",
@@ -69,6 +93,7 @@ class PipelineConfig(StrictModel):
     refuse_unsupported: bool = Field(
         False, description="When verification finds no sentence supported, say so instead of returning the draft."
     )
+    budgets: StepBudgets = Field(default_factory=StepBudgets, description="Time budget of each step, in seconds.")
 
 
 class CitationConfig(StrictModel):

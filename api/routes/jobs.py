@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, get_args
+from typing import Any
 
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -14,11 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal
 from api.deps import Caller, Rt, Runtime, visible
-from api.errors import ApiError, InvalidRequest, NotFound, ServiceUnavailable
+from api.errors import ApiError, NotFound, ServiceUnavailable
 from api.jobs import TERMINAL, Job, new_id
 from api.models import ErrorInfo, JobOut, QuestionRequest
 from api.routes.search import check_text
-from retriever.config import PipelineName
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -33,10 +32,6 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def new_job(rt: Runtime, body: QuestionRequest, principal: Principal, batch_id: str | None = None) -> Job:
     question = check_text(body.question, rt.settings.service.max_question_chars, "question")
-    known = get_args(PipelineName)
-    if body.options.pipeline is not None and body.options.pipeline not in known:
-        raise InvalidRequest(f"unknown retrieval pipeline {body.options.pipeline!r}",
-                             hint=f"use one of: {', '.join(known)}")
     return Job(id=new_id("job"), question=question, options=body.options.model_dump(mode="json", exclude_none=True),
                owner=principal.owner, batch_id=batch_id)
 

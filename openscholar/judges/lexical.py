@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from openscholar.judges.protocol import Judgement, support_scores
 
@@ -34,7 +33,8 @@ class LexicalJudge:
     name = "lexical"
 
     @classmethod
-    def from_config(cls, config: Any = None, **parts: Any) -> LexicalJudge:
+    def from_config(cls, config: object = None, **_: object) -> LexicalJudge:
+        """Nothing to configure (the uniform constructor of every judge)."""
         return cls()
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from openscholar.judges.protocol import Judgement, support_scores
 from openscholar.llm.protocol import LLM
@@ -38,9 +37,12 @@ class LLMJudge:
         self.max_chars = max_chars
 
     @classmethod
-    def from_config(cls, config: Any = None, *, llm: LLM | Callable[[], LLM] | None = None, **parts: Any) -> LLMJudge:
+    def from_config(cls, config: object = None, *, llm: Callable[[], LLM] | None = None, **_: object) -> LLMJudge:
+        """A judge asking ``llm()`` (the answering model; built from defaults when none is given)."""
         if llm is None:
-            raise ValueError("the llm judge needs the LLM it asks (llm=...)")
+            from openscholar.llm import build_llm
+
+            return cls(build_llm())
         return cls(llm)
 
     @property

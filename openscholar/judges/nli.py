@@ -99,7 +99,7 @@ class NLIJudge:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Any, **parts: Any) -> NLIJudge:
+    def from_config(cls, config: Any, **_: object) -> NLIJudge:
         """From `CitationConfig`: ``nli_model``, ``nli_labels``, ``judge_windows``."""
         return cls(config.nli_model, label_map=config.nli_labels or None, windows_per_passage=config.judge_windows)
 

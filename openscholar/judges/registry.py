@@ -1,13 +1,18 @@
-"""Judge name -> backend (``citations.judge``), in the one registry idiom (`datastore.registry`)."""
+"""Support judges by name (``citations.judge``): one file per judge, one entry here.
+
+Every judge is built the same way: ``from_config(citations_config, llm=..., cache_dir=...)``;
+``llm`` is a zero-argument callable giving the answering LLM (loaded only if the judge asks).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
 from datastore.registry import Registry
-from openscholar.config import JudgeName
+from openscholar.config import CitationConfig, JudgeName
 from openscholar.judges.protocol import SupportJudge
+from openscholar.llm.protocol import LLM
 
 JUDGES: Registry[SupportJudge] = Registry(
     "support judge",
@@ -22,12 +27,12 @@ JUDGES: Registry[SupportJudge] = Registry(
 JUDGES.check_names(JudgeName)
 
 
-def build_judge(settings: Any, *, llm: Callable[[], Any] | Any = None, name: str | None = None) -> SupportJudge:
-    """The support judge named ``name`` or ``settings.citations.judge`` (models load on first use).
-    The llm judge asks ``llm`` (an LLM or a function returning one), else the configured LLM."""
-    name = name or settings.citations.judge
-    if name == "llm" and llm is None:
-        from openscholar.llm import build_llm
-
-        llm = build_llm(settings.llm)
-    return JUDGES.create(name, settings.citations, llm=llm, cache_path=settings.cache_path)
+def build_judge(
+    config: CitationConfig,
+    *,
+    llm: Callable[[], LLM] | None = None,
+    cache_dir: Path | None = None,
+    name: str | None = None,
+) -> SupportJudge:
+    """The support judge named ``name`` (default ``config.judge``); models load on first use."""
+    return JUDGES.create(name or config.judge, config, llm=llm, cache_dir=cache_dir)

@@ -22,12 +22,12 @@ ADAPTER_CONFIG = "adapter_config.json"
 LABELS = ("supports", "contradicts", "neither")  # output index -> relation, as trained
 
 
-def default_judge_path(judge_path: Path | None, cache_path: Path | None) -> Path:
+def default_judge_path(judge_path: Path | None, cache_dir: Path | None) -> Path:
     """``citations.judge_path``, else one trained here (cache_dir/judge), else the packaged one."""
     if judge_path is not None:
         return Path(judge_path).expanduser()
-    if cache_path is not None and (Path(cache_path) / "judge" / MANIFEST).is_file():
-        return Path(cache_path) / "judge"
+    if cache_dir is not None and (Path(cache_dir).expanduser() / "judge" / MANIFEST).is_file():
+        return Path(cache_dir).expanduser() / "judge"
     return PACKAGED_JUDGE
 
 
@@ -69,8 +69,9 @@ class TrainedJudge(NLIJudge):
         self.manifest: dict[str, Any] = meta
 
     @classmethod
-    def from_config(cls, config: Any, *, cache_path: Path | None = None, **parts: Any) -> TrainedJudge:
-        return cls(default_judge_path(config.judge_path, cache_path), windows_per_passage=config.judge_windows)
+    def from_config(cls, config: Any, *, cache_dir: Path | None = None, **_: object) -> TrainedJudge:
+        """From `CitationConfig` (``judge_path``, ``judge_windows``); ``cache_dir`` holds a judge trained here."""
+        return cls(default_judge_path(config.judge_path, cache_dir), windows_per_passage=config.judge_windows)
 
     def _load(self) -> tuple[Any, Any]:
         net, tokenizer, self.manifest = load_trained(self.path)

@@ -52,7 +52,7 @@ def service_env(datastore: Path, cache_dir: Path, **extra: str) -> dict[str, str
         "OPENSCHOLAR_CACHE_DIR": str(cache_dir),
         "OPENSCHOLAR_LLM__BACKEND": "scripted",
         "OPENSCHOLAR_CITATIONS__JUDGE": "lexical",
-        "OPENSCHOLAR_PIPELINE__MODE": "synthesis",  # the service's LLM paths; evidence mode is tested in openscholar
+        "OPENSCHOLAR_ANSWER__MODE": "synthesis",  # the service's LLM paths; evidence mode is tested in openscholar
         "OPENSCHOLAR_RETRIEVAL__PIPELINE": "dense",
         "OPENSCHOLAR_SERVICE__BROKER_URL": REDIS_URL,
         "OPENSCHOLAR_SERVICE__QUEUE": f"test-{uuid.uuid4().hex[:10]}",

@@ -28,7 +28,7 @@ def engine():
     from openscholar.llm.scripted import ScriptedLLM
     from openscholar.settings import load_settings
 
-    settings = load_settings(citations={"judge": "lexical"}, llm={"backend": "scripted"}, pipeline={"mode": "synthesis"})
+    settings = load_settings(citations={"judge": "lexical"}, llm={"backend": "scripted"}, answer={"mode": "synthesis"})
     return Engine.from_settings(settings, llm=ScriptedLLM())
 
 

@@ -17,7 +17,7 @@ def answer_settings(small_datastore: Path, tmp_path_factory: pytest.TempPathFact
         datastore={"path": small_datastore},
         retrieval={"pipeline": "dense", "top_k": 5},
         llm={"backend": "scripted"},
-        pipeline={"mode": "synthesis"},  # the loop's control flow; evidence mode has its own tests
+        answer={"mode": "synthesis"},  # the loop's control flow; evidence mode has its own tests
         citations={"judge": "lexical", "threshold": 0.5},
     )
 

@@ -114,7 +114,7 @@ def test_nli_judge_from_settings(tiny_nli: Path, tmp_path: Path):
     from openscholar.settings import Settings
 
     s = Settings(cache_dir=tmp_path, citations={"judge": "nli", "nli_model": str(tiny_nli), "judge_windows": 3})
-    judge = build_judge(s)
+    judge = build_judge(s.citations, cache_dir=s.cache_path)
     assert isinstance(judge, NLIJudge) and judge.windows_per_passage == 3
     assert judge.score([SUPPORTED])[0] > judge.score([UNRELATED])[0]
 
