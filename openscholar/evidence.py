@@ -205,4 +205,5 @@ def build_quote_scorer(settings: Settings) -> QuoteScorer:
         return CrossEncoderReranker(config, reranker_path(settings, name))
     calibration = load_calibration() or {}
     base = CrossEncoderReranker(config, reranker_path(settings, str(calibration.get("base", "reranker"))))
-    return CalibratedScorer(base, float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)))
+    return CalibratedScorer(base, float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)),
+                            float(calibration.get("w", 0.0)))

@@ -5,8 +5,9 @@ scaled cosine, so its raw logits rank sentences well but say nothing absolute: e
 an unrelated abstract still maps to ~0.99 under a sigmoid. ``openscholar train quotes`` fits a
 logistic head ``P(rationale) = sigmoid(a * logit + b)`` on SciFact TRAIN claims (the judge's train
 groups: rationale sentences vs the other sentences of the gold abstract and of a BM25 neighbour),
-and reports on the held-apart groups how well the scorer ranks the rationale sentences (MRR,
-top-1) next to word overlap. The artifact is a small JSON manifest.
+with the sentence's share of the question's content words as a second feature (claims share many
+words with their rationale; the cross-encoder adds paraphrase), and reports on the held-apart groups
+how well each ranks the rationale sentences (MRR, top-1). The artifact is a small JSON manifest.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ PACKAGED_QUOTE_SCORER = Path(__file__).resolve().parent / "artifacts" / "quote-s
 
 
 class CalibratedScorer:
-    """Any cross-encoder ``score(query, texts)`` mapped through ``a * logit + b`` (a logit of P(quote))."""
+    """Any cross-encoder ``score(query, texts)`` mapped through ``a * logit + w * overlap + b`` (a logit
+    of P(quote)); ``overlap`` is the share of the query's content words in the text."""
 
-    def __init__(self, base: Any, a: float = 1.0, b: float = 0.0) -> None:
-        self.base, self.a, self.b = base, a, b
+    def __init__(self, base: Any, a: float = 1.0, b: float = 0.0, w: float = 0.0) -> None:
+        self.base, self.a, self.b, self.w = base, a, b, w
 
     def warm_up(self) -> CalibratedScorer:
         warm = getattr(self.base, "warm_up", None)
@@ -36,7 +38,11 @@ class CalibratedScorer:
         return self
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
-        return self.a * np.asarray(self.base.score(query, texts), dtype=np.float64) + self.b
+        from openscholar.judges.lexical import overlap
+
+        logits = np.asarray(self.base.score(query, texts), dtype=np.float64)
+        words = np.asarray([overlap(query, t) for t in texts]) if self.w else 0.0
+        return self.a * logits + self.w * words + self.b
 
 
 def load_calibration(path: Path = PACKAGED_QUOTE_SCORER) -> dict[str, Any] | None:
@@ -81,19 +87,21 @@ def _examples(scifact: Path, scholarqabench: Path, split: str, limit: int, seed:
     return out
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, iters: int = 50) -> tuple[float, float]:
-    """(a, b) maximising the likelihood of y ~ sigmoid(a x + b) (Newton's method, tiny ridge)."""
-    a, b = 0.1, 0.0
+def fit_logistic(x: np.ndarray, y: np.ndarray, iters: int = 50) -> np.ndarray:
+    """Weights (one per column of ``x``, then the bias) maximising the likelihood of
+    y ~ sigmoid(x @ w + b), by Newton's method with a tiny ridge."""
+    x = np.atleast_2d(x.T).T if x.ndim == 1 else x
+    design = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(design.shape[1])
     for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        w = p * (1 - p) + 1e-9
-        g = np.array([np.sum((p - y) * x) + 1e-3 * a, np.sum(p - y)])
-        h = np.array([[np.sum(w * x * x) + 1e-3, np.sum(w * x)], [np.sum(w * x), np.sum(w)]])
+        p = 1 / (1 + np.exp(-(design @ w)))
+        g = design.T @ (p - y) + 1e-3 * w
+        h = (design * (p * (1 - p) + 1e-9)[:, None]).T @ design + 1e-3 * np.eye(len(w))
         step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
+        w = w - step
         if np.abs(step).max() < 1e-8:
             break
-    return float(a), float(b)
+    return w
 
 
 def _ranking(examples: list[tuple[str, list[str], set[int]]], scores: list[np.ndarray]) -> dict[str, float]:
@@ -114,22 +122,24 @@ def train_quote_scorer(scifact: Path, scholarqabench: Path, base: Any, out: Path
     train = _examples(scifact, scholarqabench, "train", train_claims, seed)
     dev = _examples(scifact, scholarqabench, "dev", dev_claims, seed)
     raw_train = [np.asarray(base.score(c, s), dtype=np.float64) for c, s, _ in train]
-    x = np.concatenate(raw_train)
+    lex_train = [np.asarray([overlap(c, t) for t in s]) for c, s, _ in train]
+    x = np.stack([np.concatenate(raw_train), np.concatenate(lex_train)], axis=1)
     y = np.concatenate([[float(i in r) for i in range(len(s))] for _, s, r in train])
-    a, b = fit_logistic(x, y)
+    a, w, b = (float(v) for v in fit_logistic(x, y))
     raw_dev = [np.asarray(base.score(c, s), dtype=np.float64) for c, s, _ in dev]
     lexical = [np.asarray([overlap(c, t) for t in s]) for c, s, _ in dev]
+    combined = [a * r + w * lx + b for r, lx in zip(raw_dev, lexical, strict=True)]
     ydev = np.concatenate([[float(i in r) for i in range(len(s))] for _, s, r in dev])
-    pdev = 1 / (1 + np.exp(-(a * np.concatenate(raw_dev) + b)))
+    pdev = 1 / (1 + np.exp(-np.concatenate(combined)))
     manifest = {
         "kind": "quote-scorer",
         "base": base_name,
-        "a": round(a, 6), "b": round(b, 6),
+        "a": round(a, 6), "w": round(w, 6), "b": round(b, 6),
         "data": "SciFact train-qrels claims with rationale labels, none touching the ScholarQABench 208; train and "
                 "held-apart groups as the support judge's split",
         "train": {"claims": len(train), "sentences": int(len(y)), "positives": int(y.sum())},
-        "heldout": {"claims": len(dev), "sentences": int(len(ydev)), "scorer": _ranking(dev, raw_dev),
-                    "lexical": _ranking(dev, lexical),
+        "heldout": {"claims": len(dev), "sentences": int(len(ydev)), "calibrated": _ranking(dev, combined),
+                    "cross_encoder_alone": _ranking(dev, raw_dev), "lexical": _ranking(dev, lexical),
                     "brier": round(float(np.mean((pdev - ydev) ** 2)), 4),
                     "brier_base_rate": round(float(np.mean((ydev.mean() - ydev) ** 2)), 4),
                     "mean_p_rationale": round(float(pdev[ydev == 1].mean()), 4),

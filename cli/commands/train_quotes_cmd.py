@@ -17,8 +17,8 @@ def train_quotes(
     threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
-    """Fit P(rationale sentence) = sigmoid(a * reranker logit + b) and report MRR / top-1 of the rationale
-    sentences on held-apart claims, next to word overlap."""
+    """Fit P(rationale sentence) = sigmoid(a * reranker logit + w * word overlap + b) and report MRR / top-1 of
+    the rationale sentences on held-apart claims, next to each feature alone."""
     import torch
 
     from openscholar.components import scifact_dir
@@ -38,9 +38,10 @@ def train_quotes(
         print_json(manifest)
         return
     h = manifest["heldout"]
-    err.print(f"quote scorer: a={manifest['a']:.4f} b={manifest['b']:.3f}; held-apart MRR {h['scorer']['mrr']} "
-              f"(word overlap {h['lexical']['mrr']}), top-1 {h['scorer']['top1']} ({h['lexical']['top1']}), Brier "
-              f"{h['brier']} (base rate {h['brier_base_rate']})", highlight=False)
+    err.print(f"quote scorer: a={manifest['a']:.4f} w={manifest['w']:.3f} b={manifest['b']:.3f}; held-apart MRR "
+              f"{h['calibrated']['mrr']} (cross-encoder alone {h['cross_encoder_alone']['mrr']}, word overlap "
+              f"{h['lexical']['mrr']}), top-1 {h['calibrated']['top1']}, Brier {h['brier']} (base rate "
+              f"{h['brier_base_rate']})", highlight=False)
 
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
