@@ -80,7 +80,7 @@ def build_judges(names: list[str], judge_path: str | None) -> dict[str, Any]:
     return judges
 
 
-def judge_part(judges: dict[str, Any], threshold: float) -> dict[str, Any]:
+def judge_part(judges: dict[str, Any], configured: float | None) -> dict[str, Any]:
     from openscholar.judges.perturb import negate
     from openscholar.judges.support_data import build_judge_pairs
 
@@ -95,10 +95,13 @@ def judge_part(judges: dict[str, Any], threshold: float) -> dict[str, Any]:
     out: dict[str, Any] = {"data": {"multi_pairs": len(multi), "multi_questions": len({p.group for p in multi}),
                                     "scifact_pairs": len(sci), "scifact_groups": len({p.group for p in sci}),
                                     "synthetic_pairs": len(synth), "negation_probe": len(negated),
-                                    "split": data["report"]}, "threshold": threshold, "judges": {}}
+                                    "split": data["report"]}, "judges": {}}
+    from openscholar.judges.protocol import support_threshold
+
     for name, judge in judges.items():
         t0 = time.perf_counter()
-        row: dict[str, Any] = {}
+        threshold = support_threshold(configured, judge)
+        row: dict[str, Any] = {"threshold": threshold}
         for label, pairs in (("multi", multi), ("scifact", sci), ("synthetic", synth)):
             js = judge.judge([(p.statement, p.evidence) for p in pairs])
             pos = [j.supports for j, p in zip(js, pairs, strict=True) if p.label == "supports"]
@@ -201,6 +204,7 @@ def sqa_part(limit: int | None, judge_path: str | None) -> dict[str, Any]:
     from openscholar.answer import Reference
     from openscholar.evidence import build_quote_scorer
     from openscholar.evidence_answer import evidence_answer
+    from openscholar.judges.protocol import support_threshold
     from openscholar.judges.trained import PACKAGED_JUDGE, TrainedJudge
     from openscholar.settings import load_settings
 
@@ -215,7 +219,7 @@ def sqa_part(limit: int | None, judge_path: str | None) -> dict[str, Any]:
         for ex in examples:
             refs = [Reference(id=i, title=c.get("title", ""), text=c["text"]) for i, c in enumerate(ex.gold_ctxs)]
             res = evidence_answer(ex.input, engine_task, refs, scorer=scorer, judge=judge,
-                                  threshold=settings.citations.threshold)
+                                  threshold=support_threshold(settings.citations.threshold, judge))
             v = res.verdict
             if v is None:
                 continue
@@ -275,7 +279,7 @@ def main() -> None:
     ap.add_argument("--parts", default="judges,evidence,sqa")
     ap.add_argument("--judges", default="lexical,trained", help="lexical, trained, nli:<model id or dir>")
     ap.add_argument("--judge-path", default=None, help="a trained judge directory (default: the packaged one)")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=float, default=None, help="support threshold (default: each judge's own)")
     ap.add_argument("--questions", type=int, default=20, help="evidence-mode questions")
     ap.add_argument("--limit", type=int, default=None, help="ScholarQABench examples per task (default: all)")
     ap.add_argument("--threads", type=int, default=1)

@@ -38,7 +38,7 @@ from openscholar.citations import VerifyClock, cited_ids, verify
 from openscholar.config import AnswerConfig, CitationConfig, EvidenceConfig, LLMConfig
 from openscholar.evidence import QuoteScorer, TextEmbedder
 from openscholar.evidence_answer import evidence_answer, resolve_mode
-from openscholar.judges.protocol import SupportJudge
+from openscholar.judges.protocol import SupportJudge, support_threshold
 from openscholar.llm.protocol import LLM
 from openscholar.options import AnswerOptions
 from retriever.config import RetrievalConfig
@@ -229,7 +229,7 @@ def _verify(
     with run.step("verify", judge=getattr(judge, "name", None), passages=len(in_play)) as info:
         refs_in_play = {i: run.references[i] for i in sorted(in_play)}
         clock = VerifyClock(deadline=time.monotonic() + max(0.0, run.clock.budgets.verify_s))
-        checked, sentences = verify(text, refs_in_play, judge, threshold=citations.threshold,
+        checked, sentences = verify(text, refs_in_play, judge, threshold=support_threshold(citations.threshold, judge),
                                     contradiction_threshold=citations.contradiction_threshold,
                                     attribute=citations.attribute, max_citations=citations.max_citations,
                                     candidates=citations.attribution_candidates, clock=clock)
@@ -267,7 +267,8 @@ def _evidence_mode(run: Run, answer: Answer, refs: list[Reference], options: Ans
         res = evidence_answer(run.question, options.task, refs, scorer=parts.quotes.scorer, judge=judge,
                               embedder=parts.quotes.embedder, quotes=ev.quotes, per_paper=ev.per_paper,
                               mmr_lambda=ev.mmr_lambda, min_score=ev.min_score,
-                              section_similarity=ev.section_similarity, threshold=config.citations.threshold)
+                              section_similarity=ev.section_similarity,
+                              threshold=support_threshold(config.citations.threshold, judge))
         cited = set(res.cited)
         info.update(quotes=len(res.evidence), papers=len({r.paper_id or r.id for r in refs if r.id in cited}),
                     sections=len(res.sections), verdict=res.verdict.label if res.verdict else None)

@@ -122,7 +122,11 @@ class CitationConfig(StrictModel):
     judge_windows: int | None = Field(
         8, ge=1, description="Evidence windows (2 sentences) a model judge reads per passage, closest by words; None: all."
     )
-    threshold: float = Field(0.5, ge=0, le=1, description="Support score a citation needs to be kept.")
+    threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="Support score a citation needs to be kept; None: the judge's own (trained: chosen on its "
+        "held-apart pairs, in its manifest; the others 0.5).",
+    )
     contradiction_threshold: float = Field(
         0.5, ge=0, le=1, description="Contradiction score that marks a sentence contradicted by a passage in play."
     )

@@ -21,6 +21,8 @@ def train_judge(
     limit: int = typer.Option(None, "--limit", min=1, help="Train on at most this many pairs (smoke runs)."),
     threads: int = typer.Option(1, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
     seed: int = typer.Option(13, "--seed", help="Random seed."),
+    calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Only (re)choose the support threshold of "
+                                        "the judge at --out on the held-apart pairs."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
 ) -> None:
     """Train the support judge: MiniLM + LoRA with a 3-way head, on SciFact TRAIN claims (none touching the
@@ -40,6 +42,19 @@ def train_judge(
                                  param_hint="--scholarqabench")
     target = out_dir.expanduser() if out_dir else s.cache_path / "judge"
     config = SupportJudgeTrainConfig(epochs=epochs, max_seconds=max_seconds, limit=limit, threads=threads, seed=seed)
+    if calibrate_only:
+        import torch
+
+        from openscholar.judges.support_data import build_judge_pairs
+        from openscholar.judges.train_support import calibrate_threshold
+
+        torch.set_num_threads(max(1, threads))
+        dev = build_judge_pairs(source, Path(sqa).expanduser(), dev_fraction=config.dev_fraction,
+                                multi_dev_fraction=config.multi_dev_fraction)["dev"]
+        manifest = calibrate_threshold(target, dev)
+        err.print(f"support threshold {manifest['heldout']['support_threshold']} (balanced accuracy "
+                  f"{manifest['heldout']['support_balanced_accuracy_at_threshold']})", highlight=False)
+        return
     manifest = train_support_judge(source, Path(sqa).expanduser(), target, config)
     if as_json:
         print_json(manifest)

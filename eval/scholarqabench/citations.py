@@ -40,9 +40,9 @@ AT_MOST_CITATIONS = 3
 class Entailment:
     """``entails(passage, claim)`` from any SupportJudge (score >= threshold), cached per pair."""
 
-    def __init__(self, judge: Any, threshold: float = 0.5) -> None:
+    def __init__(self, judge: Any, threshold: float | None = None) -> None:
         self.judge = judge
-        self.threshold = threshold
+        self.threshold = threshold if threshold is not None else float(getattr(judge, "threshold", 0.5))
         self.calls = 0
         self._cache: dict[tuple[str, str], bool] = {}
 

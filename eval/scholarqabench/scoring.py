@@ -59,7 +59,7 @@ def _need(items: Sequence[dict[str, Any]], key: str, metric: str) -> None:
 
 def score_predictions(spec: TaskSpec, items: Sequence[dict[str, Any]], *, judge: Any = None,
                       judge_llm: Any = None, examples: Sequence[Example] | None = None,
-                      prometheus_rubrics: str | Path | None = None, threshold: float = 0.5,
+                      prometheus_rubrics: str | Path | None = None, threshold: float | None = None,
                       progress: bool = False, with_items: bool = False) -> dict[str, Any]:
     """The task's metrics over ``items``; ``judge`` (a SupportJudge) scores citations, ``judge_llm``
     (an LLM) the rubric and Prometheus metrics (skipped, and said so, when None)."""

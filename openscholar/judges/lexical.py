@@ -31,6 +31,7 @@ def overlap(statement: str, passage: str) -> float:
 
 class LexicalJudge:
     name = "lexical"
+    threshold = 0.5
 
     @classmethod
     def from_config(cls, config: object = None, **_: object) -> LexicalJudge:

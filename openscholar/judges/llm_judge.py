@@ -31,6 +31,7 @@ class LLMJudge:
     """One short completion per pair, read by `read_relation`."""
 
     name = "llm"
+    threshold = 0.5
 
     def __init__(self, llm: LLM | Callable[[], LLM], max_chars: int = 2000) -> None:
         self._llm = llm

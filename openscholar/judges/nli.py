@@ -84,6 +84,7 @@ class NLIJudge:
     """A sequence-classification NLI model read window by window; loads lazily, once; thread-safe."""
 
     name = "nli"
+    threshold = 0.5
 
     def __init__(self, model: str, *, label_map: dict[str, Relation] | None = None, max_tokens: int = 256,
                  batch_size: int = 32, window_sentences: int = 2, windows_per_passage: int | None = 8) -> None:

@@ -41,6 +41,7 @@ class SupportJudge(Protocol):
     """Judges (statement, passage text) pairs; models load lazily (``warm_up`` or first use)."""
 
     name: str
+    threshold: float  # the support score at which this judge's "supports" is meant to be read
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:
         """One `Judgement` per pair, in input order."""
@@ -49,6 +50,13 @@ class SupportJudge(Protocol):
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         """The support score of each pair (``judge(pairs)[i].supports``), in input order."""
         ...
+
+
+def support_threshold(configured: float | None, judge: object | None) -> float:
+    """``citations.threshold`` when set, else the judge's own threshold (0.5 when it has none)."""
+    if configured is not None:
+        return configured
+    return float(getattr(judge, "threshold", 0.5))
 
 
 def support_scores(judgements: Sequence[Judgement]) -> list[float]:

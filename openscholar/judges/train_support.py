@@ -142,8 +142,32 @@ def train_support_judge(scifact: Path, scholarqabench: Path, out: Path, config: 
     }
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
+        (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
         _strip_local_paths(tmp / "adapter_config.json", config.base_model)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return calibrate_threshold(out, data["dev"])
+
+
+def calibrate_threshold(out: Path, dev: list[JudgePair]) -> dict[str, Any]:
+    """Choose the judge's support threshold on the held-apart pairs, read as the product reads them
+    (window by window, `TrainedJudge`): the score that best separates supports from the rest
+    (balanced accuracy). Written into the manifest's ``heldout``; never chosen on test data."""
+    from openscholar.judges.trained import TrainedJudge
+
+    judge = TrainedJudge(out, windows_per_passage=None)
+    scores = judge.score([(p.statement, p.evidence) for p in dev])
+    positive = [p.label == "supports" for p in dev]
+    best, best_acc = 0.5, -1.0
+    for t in [i / 100 for i in range(5, 96)]:
+        tpr = sum(s >= t and y for s, y in zip(scores, positive, strict=True)) / max(1, sum(positive))
+        tnr = sum(s < t and not y for s, y in zip(scores, positive, strict=True)) / max(1, len(dev) - sum(positive))
+        if (tpr + tnr) / 2 > best_acc:
+            best, best_acc = t, (tpr + tnr) / 2
+    manifest_file = out / MANIFEST
+    manifest: dict[str, Any] = json.loads(manifest_file.read_text(encoding="utf-8"))
+    manifest["heldout"].update(support_threshold=best, support_balanced_accuracy_at_threshold=round(best_acc, 4),
+                               threshold_chosen_on="the held-apart pairs above (dev), windowed as in the product")
+    manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
 
 

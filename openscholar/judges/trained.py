@@ -67,6 +67,8 @@ class TrainedJudge(NLIJudge):
         super().__init__(str(self.path), max_tokens=int(meta.get("max_tokens", 128)), batch_size=batch_size,
                          window_sentences=int(meta.get("window_sentences", 2)), windows_per_passage=windows_per_passage)
         self.manifest: dict[str, Any] = meta
+        # The support score at which the held-apart pairs were best separated (chosen on them, never on test).
+        self.threshold = float(meta.get("heldout", {}).get("support_threshold", 0.5))
 
     @classmethod
     def from_config(cls, config: Any, *, cache_dir: Path | None = None, **_: object) -> TrainedJudge:
