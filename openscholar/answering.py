@@ -38,6 +38,7 @@ from openscholar.citations import VerifyClock, cited_ids, verify
 from openscholar.config import AnswerConfig, CitationConfig, EvidenceConfig, LLMConfig
 from openscholar.evidence import QuoteScorer, TextEmbedder
 from openscholar.evidence_answer import evidence_answer, resolve_mode
+from openscholar.verdict import is_yes_no
 from openscholar.judges.protocol import SupportJudge, support_threshold
 from openscholar.llm.protocol import LLM
 from openscholar.options import AnswerOptions
@@ -261,7 +262,7 @@ def _evidence_mode(run: Run, answer: Answer, refs: list[Reference], options: Ans
     if parts.quotes is None:
         raise ValueError("evidence mode needs a quote scorer (AnswerParts.quotes)")
     ev = config.evidence
-    verifying = options.verify and config.citations.verify and options.task != "long_form"
+    verifying = options.verify and config.citations.verify and (options.task != "long_form" or is_yes_no(run.question))
     judge = parts.judge if verifying else None
     with run.step("evidence", passages=len(refs), judge=getattr(judge, "name", None)) as info:
         res = evidence_answer(run.question, options.task, refs, scorer=parts.quotes.scorer, judge=judge,

@@ -14,6 +14,7 @@ from openscholar.answer import Answer
 from openscholar.answering import AnswerParts, AnswerSettings, CancelCheck, EventSink, QuoteParts, run_answer
 from openscholar.components import build_embedder, open_datastore
 from openscholar.evidence import QuoteScorer
+from openscholar.verdict import is_yes_no
 from openscholar.judges import SupportJudge, build_judge
 from openscholar.llm import LLM, build_llm
 from openscholar.options import AnswerOptions
@@ -130,7 +131,8 @@ class Engine:
         parts = AnswerParts(
             llm=None if evidence else self.llm,  # evidence mode never loads the LLM
             retriever=None if options.passages is not None else self.retriever(options.pipeline),
-            judge=self.judge if verify and not (evidence and options.task == "long_form") else None,
+            judge=self.judge if verify and not (evidence and options.task == "long_form" and not is_yes_no(question))
+            else None,
             quotes=QuoteParts(self.quote_scorer, self.embedder) if evidence else None,
         )
         return run_answer(question, options, parts, config, on_event=on_event, should_cancel=should_cancel)

