@@ -11,8 +11,12 @@
 2. Evidence mode over the default datastore: quote fidelity, p50 seconds per question excluding
    model load, share of answers with >= 3 quotes from >= 2 papers.
 3. ScholarQABench SciFact (208) and PubMedQA dev (200), gold passage: accuracy of the verifier's
-   verdict (evidence mode, the packaged judge) next to the LLM's (one generation with the gold
-   passage, from bench/results/sqa_preds) and the majority baselines.
+   verdict (the packaged judge reading the claim, or the yes/no question as a statement, against
+   the gold abstract window by window: `openscholar.verdict.decide` over the passage, without the
+   quote step, which on one abstract re-reads the same sentences) next to the LLM's (one generation
+   with the gold passage, from bench/results/sqa_preds) and the majority baselines. "lean": the
+   larger of supports / contradicts decides; "strict": "not enough evidence" (neither passes the
+   judge's threshold) counts as wrong.
 
     nice -n 10 .venv/bin/python bench/faithfulness.py                       # all parts
     nice -n 10 .venv/bin/python bench/faithfulness.py --parts judges --judges lexical,trained
@@ -199,33 +203,30 @@ def evidence_part(n: int) -> dict[str, Any]:
 
 # -- 3. ScholarQABench verdicts -----------------------------------------------------------------
 def sqa_part(limit: int | None, judge_path: str | None) -> dict[str, Any]:
-    from eval.scholarqabench.accuracy import is_match
+    from tqdm import tqdm
+
     from eval.scholarqabench.loaders import load_task
     from openscholar.answer import Reference
-    from openscholar.evidence import build_quote_scorer
-    from openscholar.evidence_answer import evidence_answer
     from openscholar.judges.protocol import support_threshold
     from openscholar.judges.trained import PACKAGED_JUDGE, TrainedJudge
     from openscholar.settings import load_settings
+    from openscholar.verdict import decide_on_passages, statement_of
 
     settings = load_settings()
-    scorer = build_quote_scorer(settings)
     judge = TrainedJudge(judge_path or PACKAGED_JUDGE, windows_per_passage=None).warm_up()
     out: dict[str, Any] = {}
     for task, engine_task, yes in (("scifact", "claim", "true"), ("pubmedqa", "yes_no", "yes")):
         examples = load_task(task, root=SQA)[:limit] if limit else load_task(task, root=SQA)
         lean = strict = nee = 0
         t0 = time.perf_counter()
-        for ex in examples:
+        threshold = support_threshold(settings.citations.threshold, judge)
+        no = "false" if yes == "true" else "no"
+        for ex in tqdm(examples, desc=task, unit="q"):
             refs = [Reference(id=i, title=c.get("title", ""), text=c["text"]) for i, c in enumerate(ex.gold_ctxs)]
-            res = evidence_answer(ex.input, engine_task, refs, scorer=scorer, judge=judge,
-                                  threshold=support_threshold(settings.citations.threshold, judge))
-            v = res.verdict
-            if v is None:
-                continue
-            leaning = yes if v.supports >= v.contradicts else ("false" if yes == "true" else "no")
-            lean += leaning == ex.answer
-            strict += is_match(str(ex.answer), res.text.split(".")[0]) and v.label != "not enough evidence"
+            statement = ex.input if engine_task == "claim" else statement_of(ex.input)
+            v = decide_on_passages(statement, refs, judge, threshold=threshold)
+            lean += (yes if v.supports >= v.contradicts else no) == ex.answer
+            strict += {"supported": yes, "contradicted": no}.get(v.label) == ex.answer
             nee += v.label == "not enough evidence"
         n = len(examples)
         majority = max(sum(ex.answer == yes for ex in examples), n - sum(ex.answer == yes for ex in examples)) / n

@@ -220,12 +220,12 @@ def format_reference(ref: Reference) -> str:
     no authors, so a reference can always be found again."""
     authors = _authors(ref.authors)
     year = f" ({ref.year})" if ref.year else ""
-    head = f"{authors}{year}. " if authors else (f"({ref.year}) " if ref.year else "")
     title = (ref.title or "(untitled)").rstrip(".")
+    head = f"{authors}{year}. {title}." if authors else f"{title}{year}."
     venue = f" {ref.venue.rstrip('.')}." if ref.venue else ""
     link = f" <{ref.url}>" if ref.url else ""
     ident = f" Paper {ref.paper_id}." if ref.paper_id and not (authors or ref.url) else ""
-    return f"{head}{title}.{venue}{ident}{link}"
+    return f"{head}{venue}{ident}{link}"
 
 
 def _authors(names: list[str]) -> str:

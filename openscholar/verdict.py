@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from openscholar.answer import Evidence, Reference, Verdict
+from openscholar.answer import Evidence, Reference, Verdict, VerdictLabel
 from openscholar.citations import passage_text
 from openscholar.judges.perturb import _VERBS
 from openscholar.judges.protocol import Judgement, SupportJudge
@@ -88,12 +88,7 @@ def decide(statement: str, evidence: Sequence[Evidence], references: dict[int, R
         e.judgement = j.to_dict()
     s = max((j.supports for j in judged), default=0.0)
     c = max((j.contradicts for j in judged), default=0.0)
-    if s >= threshold and s >= c:
-        label = "supported"
-    elif c >= threshold and c > s:
-        label = "contradicted"
-    else:
-        label = "not enough evidence"
+    label = _label(s, c, threshold)
     key = "supports" if label == "supported" else "contradicts" if label == "contradicted" else None
     deciding: list[int] = []
     if key is not None:
@@ -104,6 +99,23 @@ def decide(statement: str, evidence: Sequence[Evidence], references: dict[int, R
         ranked = sorted(range(len(evidence)), key=lambda i: -strength(i))
         deciding = [i for i in ranked if strength(i) >= threshold][:max_deciding]
     return Verdict(label=label, statement=statement, supports=round(s, 4), contradicts=round(c, 4), deciding=deciding)
+
+
+def decide_on_passages(statement: str, references: Sequence[Reference], judge: SupportJudge, *,
+                       threshold: float = 0.5) -> Verdict:
+    """The verdict on ``statement`` from whole passages (window by window), without quotes."""
+    judged = judge.judge([(statement, passage_text(r)) for r in references]) if references else []
+    s = max((j.supports for j in judged), default=0.0)
+    c = max((j.contradicts for j in judged), default=0.0)
+    return Verdict(label=_label(s, c, threshold), statement=statement, supports=round(s, 4), contradicts=round(c, 4))
+
+
+def _label(s: float, c: float, threshold: float) -> VerdictLabel:
+    if s >= threshold and s >= c:
+        return "supported"
+    if c >= threshold and c > s:
+        return "contradicted"
+    return "not enough evidence"
 
 
 def short_answer(task: str, verdict: Verdict) -> str:

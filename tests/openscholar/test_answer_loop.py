@@ -191,7 +191,7 @@ def test_caller_supplied_passages_skip_retrieval(shared_engine):
     assert (ref0.paper_id, ref0.passage_id, ref0.year, ref0.url) == ("p-asp", None, 2010, "https://example.org/asp")
     data = json.loads(json.dumps(answer.model_dump(mode="json")))
     assert {"id", "passage_id", "paper_id", "title", "text"} <= set(data["references"][0])
-    assert "[0] Aspirin and colorectal cancer (2010)" in answer.to_markdown()
+    assert "[1] Aspirin and colorectal cancer (2010). <https://example.org/asp>" in answer.to_markdown()  # from 1
     assert "@misc{p-asp," in answer.to_bibtex() and "year = {2010}" in answer.to_bibtex()
 
 

@@ -97,7 +97,7 @@ def test_ask_markdown_from_passages_file(tmp_path: Path, monkeypatch):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Honey bees communicate food locations with a waggle dance [1]." in result.stdout  # numbered from 1
-    assert "[1] (1967) Bees. Paper bee-1." in result.stdout
+    assert "[1] Bees (1967). Paper bee-1." in result.stdout
 
 
 def test_ask_unreachable_llm_names_the_endpoint(tmp_path: Path):

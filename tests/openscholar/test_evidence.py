@@ -85,3 +85,21 @@ def test_yes_no_questions_become_statements():
     assert statement_of("Can exercise prevent falls in the elderly?") == "Exercise can prevent falls in the elderly."
     assert statement_of("Do statins reduce mortality?") == "Statins reduce mortality."
     assert statement_of("Aspirin prevents cancer.") == "Aspirin prevents cancer."
+
+
+def test_references_numbered_from_one_with_authors_year_venue():
+    from openscholar.answer import Answer, Sentence
+
+    refs = [Reference(id=7, paper_id="p7", title="Trial A", text="t", year=2019, venue="Lancet",
+                      authors=["A. One", "B. Two", "C. Three", "D. Four"], url="https://x.org/a"),
+            Reference(id=2, paper_id="p2", title="Study B.", text="t")]
+    answer = Answer(question="q", mode="synthesis", text="First finding [7]. Second finding [2][7].",
+                    sentences=[Sentence(text="First finding.", citations=[7], status="supported", supported=True),
+                               Sentence(text="Second finding.", citations=[2, 7], status="supported", supported=True)],
+                    references=refs, passages=refs)
+    md = answer.to_markdown()
+    assert md.startswith("First finding [1]. Second finding [2][1].")
+    assert "[1] A. One et al. (2019). Trial A. Lancet. <https://x.org/a>" in md and "[2] Study B. Paper p2." in md
+    bib = answer.to_bibtex()
+    assert "@article{p7," in bib and "journal = {Lancet}" in bib and "author = {A. One and B. Two and C. Three and D. Four}" in bib
+    assert answer.model_dump(mode="json")["references"][0]["id"] == 7  # JSON keeps the stable ids
