@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Caller, Rt, charge_questions
 from api.errors import InvalidRequest, NotFound, RequestTooLarge
 from api.jobs import STATES, TERMINAL, new_id
-from api.models import BatchCreated, BatchJob, BatchOut, JobOut, Options, QuestionRequest
+from api.models import BatchCreated, BatchJob, BatchOut, BatchRequest, JobOut, Options, QuestionRequest
 from api.routes.jobs import RESPONSES, enqueue, new_job
 
 router = APIRouter(prefix="/v1", tags=["batches"])
@@ -44,6 +44,16 @@ _OPENAPI = {
         },
     }
 }
+def add_schemas(spec: dict[str, Any]) -> dict[str, Any]:
+    """Put BatchRequest (referenced by the hand-written body schema above) into the spec's components."""
+    schema = BatchRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    for name, sub in schema.pop("$defs", {}).items():
+        components.setdefault(name, sub)
+    components["BatchRequest"] = schema
+    return spec
+
+
 def _parse_jsonl(text: str) -> list[tuple[str, Any]]:
     """(where, item) per non-empty line; ``where`` names the 1-based line for error messages."""
     items: list[tuple[str, Any]] = []
@@ -115,8 +125,18 @@ def _question(where: str, item: Any, options: Options) -> QuestionRequest:
                              hint='questions are strings or {"question": ..., "options": {...}}') from None
 
 
+_BATCH_LINKS = {
+    "GetBatch": {"operationId": "getBatch", "parameters": {"batch_id": "$response.body#/id"}},
+    "CancelBatch": {"operationId": "cancelBatch", "parameters": {"batch_id": "$response.body#/id"}},
+    "BatchResults": {"operationId": "batchResults", "parameters": {"batch_id": "$response.body#/id"}},
+    "GetFirstJob": {"operationId": "getJob", "parameters": {"job_id": "$response.body#/job_ids/0"}},
+}
+
+
 @router.post("/batches", status_code=202, response_model=BatchCreated, summary="Queue a batch of questions",
-             openapi_extra=_OPENAPI, responses={413: {"description": "Body or batch too large."}, **RESPONSES})
+             operation_id="createBatch", openapi_extra=_OPENAPI,
+             responses={202: {"description": "Queued: the batch and its job ids.", "links": _BATCH_LINKS},
+                        413: {"description": "Body or batch too large."}, **RESPONSES})
 async def create_batch(request: Request, rt: Rt, principal: Caller) -> BatchCreated:
     items, options = await _read_batch(request)
     svc = rt.settings.service
@@ -144,7 +164,7 @@ async def _batch(rt: Any, batch_id: str, principal: Any) -> dict[str, Any]:
 
 
 @router.get("/batches/{batch_id}", response_model=BatchOut, summary="A batch: its jobs and their states",
-            responses=RESPONSES)
+            operation_id="getBatch", responses=RESPONSES)
 async def get_batch(batch_id: str, rt: Rt, principal: Caller) -> BatchOut:
     info = await _batch(rt, batch_id, principal)
     return _batch_out(batch_id, info, await run_in_threadpool(rt.store.get_many, info["job_ids"]))
@@ -165,7 +185,7 @@ def _batch_out(batch_id: str, info: dict[str, Any], jobs: list[Any]) -> BatchOut
 
 
 @router.delete("/batches/{batch_id}", response_model=BatchOut, summary="Cancel what has not finished",
-               responses=RESPONSES)
+               operation_id="cancelBatch", responses=RESPONSES)
 async def cancel_batch(batch_id: str, rt: Rt, principal: Caller) -> BatchOut:
     """Queued jobs are cancelled at once; running ones stop at their next step (then read `cancelled`)."""
     info = await _batch(rt, batch_id, principal)
@@ -179,6 +199,7 @@ async def cancel_batch(batch_id: str, rt: Rt, principal: Caller) -> BatchOut:
 
 
 @router.get("/batches/{batch_id}/results", summary="Finished jobs of a batch as JSONL (partial while running)",
+            operation_id="batchResults",
             response_class=StreamingResponse,
             responses={200: {"content": {"application/x-ndjson": {}}, "description": "One finished job per line."},
                        **RESPONSES})

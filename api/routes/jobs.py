@@ -139,7 +139,12 @@ async def answer(body: QuestionRequest, request: Request, rt: Rt, principal: Cal
                         headers={"Location": out.links["self"], "X-Job-Id": job.id})
 
 
-@router.post("/jobs", status_code=202, response_model=JobOut, summary="Queue a question", responses=RESPONSES)
+_JOB_LINKS = {name: {"operationId": op, "parameters": {"job_id": "$response.body#/id"}}
+              for name, op in (("GetJob", "getJob"), ("CancelJob", "cancelJob"), ("JobEvents", "jobEvents"))}
+
+
+@router.post("/jobs", status_code=202, response_model=JobOut, summary="Queue a question", operation_id="createJob",
+             responses={202: {"description": "Queued.", "links": _JOB_LINKS}, **RESPONSES})
 async def create_job(body: QuestionRequest, request: Request, rt: Rt, principal: Caller) -> JobOut:
     job = new_job(rt, body, principal)
     charge_questions(rt, principal, 1, request)
@@ -153,12 +158,14 @@ async def job_out(rt: Runtime, job: Job) -> JobOut:
     return JobOut.of(job, queue_position=position)
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state, progress and result", responses=RESPONSES)
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's state, progress and result", operation_id="getJob",
+            responses=RESPONSES)
 async def get_job(job_id: str, rt: Rt, principal: Caller) -> JobOut:
     return await job_out(rt, await get_visible(rt, job_id, principal))
 
 
-@router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job", responses=RESPONSES)
+@router.delete("/jobs/{job_id}", response_model=JobOut, summary="Cancel a job", operation_id="cancelJob",
+               responses=RESPONSES)
 async def cancel_job(job_id: str, rt: Rt, principal: Caller) -> JobOut:
     job = await get_visible(rt, job_id, principal)
     if job.status not in TERMINAL:
@@ -174,7 +181,7 @@ def sse(event: str, data: Any, event_id: int | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-@router.get("/jobs/{job_id}/events", summary="Server-sent events: each step, then the result",
+@router.get("/jobs/{job_id}/events", summary="Server-sent events: each step, then the result", operation_id="jobEvents",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "`step` events then `result`."},
                        **RESPONSES})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import sys
@@ -121,6 +122,8 @@ def worker(
     app = configure(s)
     import api.tasks  # noqa: F401 - registers the task
 
+    for handler in logging.getLogger().handlers:  # Celery logs through the root handler at --log-level
+        handler.setLevel(log_level.upper())
     n = concurrency or s.service.worker_concurrency
     node = name or f"openscholar@%h-{os.getpid()}"
     err.print(f"worker {node}: broker {_redact(broker_url(s))}, datastore {s.datastore_path}, {n} process(es)")

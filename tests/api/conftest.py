@@ -133,7 +133,7 @@ class WorkerProcess:
                                      start_new_session=True)
         return self
 
-    def wait_ready(self, timeout: float = 90) -> WorkerProcess:
+    def wait_ready(self, timeout: float = 300) -> WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:

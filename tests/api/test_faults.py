@@ -23,7 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.api.conftest import REDIS_URL, REPO, free_port, load, make_key, redis_available, service_env
+from tests.api.conftest import (
+    REPO,
+    free_port,
+    load,
+    make_key,
+    redis_available,
+    service_env,
+)
 
 pytestmark = pytest.mark.slow
 
