@@ -91,6 +91,15 @@ def _wal_for_embedded_broker(path: Path) -> None:
 _wal_paths: set[str] = set()
 
 
+def time_limits(settings: Settings) -> tuple[float, float]:
+    """The job's (soft, hard) time limits. The answer loop's own budget (``answer.budgets``: the total,
+    then verification) runs out first and returns a partial, checked answer; the soft limit only
+    catches a loop that overran it, so it is kept at least a minute above that budget."""
+    svc, budgets = settings.service, settings.answer.budgets
+    soft = max(svc.soft_time_limit_s, budgets.total_s + budgets.verify_s + 60)
+    return soft, max(svc.hard_time_limit_s, soft + 60)
+
+
 def configure(settings: Settings) -> Celery:
     """Point the Celery app and the job store at what ``settings`` name (idempotent)."""
     global _settings, _store, _engine
@@ -128,8 +137,8 @@ def configure(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         task_ignore_result=True,  # results live in the job store; nothing reads Celery's copy
-        task_soft_time_limit=svc.soft_time_limit_s,
-        task_time_limit=max(svc.hard_time_limit_s, svc.soft_time_limit_s + 1),
+        task_soft_time_limit=time_limits(settings)[0],
+        task_time_limit=time_limits(settings)[1],
         result_expires=svc.job_ttl_s,
         worker_prefetch_multiplier=1,
         worker_concurrency=svc.worker_concurrency,

@@ -7,14 +7,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.jobs import Job, JobStatus
-from openscholar.engine import AnswerOptions
+from datastore.models import PassageData
+from openscholar.options import AnswerOptions
 from retriever.config import PipelineName
 
-
-class Options(AnswerOptions):
-    """The engine's AnswerOptions, strict about unknown names (a typo is an error, not ignored)."""
-
-    model_config = ConfigDict(extra="forbid")
+Options = AnswerOptions  # strict itself (StrictModel): a typo is an error, not ignored
 
 
 class SearchRequest(BaseModel):
@@ -25,16 +22,9 @@ class SearchRequest(BaseModel):
     pipeline: PipelineName | None = Field(None, description="Retrieval pipeline (default: settings.retrieval.pipeline).")
 
 
-class HitOut(BaseModel):
-    passage_id: int
-    paper_id: str
-    title: str | None = None
-    text: str
-    year: int | None = None
-    venue: str | None = None
-    authors: list[str] = Field(default_factory=list)
-    url: str | None = None
-    citation_count: int | None = None
+class HitOut(PassageData):
+    """A ranked passage: the passage schema plus its final score and its score at each stage."""
+
     score: float
     scores: dict[str, float] = Field(default_factory=dict)
 
@@ -90,6 +80,7 @@ class JobOut(BaseModel):
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = Field(None, description="The Answer (plus 'bibtex') when succeeded.")
     queue_position: int | None = Field(None, description="While queued: 1 = the next job a worker takes.")
+    partial: bool = Field(False, description="Succeeded with a partial answer: a step ran out of its time budget.")
     cancel_requested: bool = False
     links: dict[str, str] = Field(default_factory=dict)
 
@@ -98,6 +89,7 @@ class JobOut(BaseModel):
         return cls(
             id=job.id, status=job.status, question=job.question, progress=job.progress, batch_id=job.batch_id,
             queue_position=queue_position, cancel_requested=job.cancel_requested,
+            partial=bool(job.status == "succeeded" and (job.result or {}).get("partial")),
             created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
             finished_at=job.finished_at, attempts=job.attempts, retries=job.retries, error=job.error,
             result=job.result if job.status == "succeeded" else None,

@@ -4,7 +4,8 @@ A job's message may arrive more than once (its worker died, the broker or the AP
 redelivered it): a finished job is not run again, and a job whose lease another live worker holds is
 put back for later. Only retryable errors (LLM or store unreachable) are retried, with exponential
 backoff; the job keeps its state and step events in the job store so any API process can serve them.
-An answer with no readable text is a failure with its reason, never a success.
+An answer with no readable text is a failure with its reason, never a success. An answer the loop
+cut short at its time budget (``partial``, with ``partial_step``) is a success: the checked draft.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def _finish(job_id: str, status: str, **fields: Any) -> str:
 
 
 def _run(job_id: str, owner: str, lease: _Lease) -> str:
-    from openscholar.engine import AnswerOptions
+    from openscholar.options import AnswerOptions
 
     store, svc = rt.store(), rt.settings().service
     job = store.get(job_id)
@@ -202,9 +203,10 @@ def _run(job_id: str, owner: str, lease: _Lease) -> str:
     except (JobCancelled, SoftTimeLimitExceeded) as exc:
         if isinstance(exc, JobCancelled) or should_cancel():
             return stopped()
+        soft, _ = rt.time_limits(rt.settings())
         error = {"error": "JobTimedOut", "kind": "unavailable", "retryable": False,
-                 "message": f"the job ran past its time limit of {svc.soft_time_limit_s:g} s",
-                 "hint": "ask a narrower question, or raise service.soft_time_limit_s"}
+                 "message": f"the job ran past its time limit of {soft:g} s (the answer loop overran its budget)",
+                 "hint": "lower answer.budgets.total_s, or raise service.soft_time_limit_s"}
         return _finish(job_id, "failed", error=error)
     except Retry:
         raise

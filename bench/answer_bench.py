@@ -65,7 +65,8 @@ def feedback_with_retrieval(messages: list[dict[str, str]]) -> str | None:
 
 
 def bench_pipeline(settings: Any, qs: list[str], pipeline: str, judge: str) -> dict[str, Any]:
-    from openscholar.engine import AnswerOptions, Engine
+    from openscholar.engine import Engine
+    from openscholar.options import AnswerOptions
     from openscholar.llm.scripted import ScriptedLLM
 
     settings = settings.model_copy(deep=True)
@@ -89,7 +90,8 @@ def bench_pipeline(settings: Any, qs: list[str], pipeline: str, judge: str) -> d
 
 
 def bench_smollm2(settings: Any, qs: list[str], max_tokens: int, feedback: bool, pipeline: str) -> dict[str, Any]:
-    from openscholar.engine import AnswerOptions, Engine
+    from openscholar.engine import Engine
+    from openscholar.options import AnswerOptions
 
     settings = settings.model_copy(deep=True)
     settings.llm.backend = "transformers"

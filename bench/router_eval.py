@@ -127,14 +127,14 @@ def main() -> None:
 
     paper = RouterQueryEncoder(router.backbone, router.experts_dir, bf16=router._bf16, weighting="uniform")
     qv_paper = paper.encode_queries(texts)
-    picks_paper = Counter(d["expert"] for d in qv_paper.details)
+    picks_paper = Counter(r.expert for r in qv_paper.routing)
     add("router-uniform", qv_paper.vectors, "paper's plain mean over pilots: " + ", ".join(f"{k} {v}" for k, v in picks_paper.most_common()))
     count = RouterQueryEncoder(router.backbone, router.experts_dir, bf16=router._bf16, weighting="count")
     qv_count = count.encode_queries(texts)
-    picks_count = Counter(d["expert"] for d in qv_count.details)
+    picks_count = Counter(r.expert for r in qv_count.routing)
     add("router-count", qv_count.vectors, "count-weighted pilots: " + ", ".join(f"{k} {v}" for k, v in picks_count.most_common()))
     qv = router.encode_queries(texts)
-    picks = Counter(d["expert"] for d in qv.details)
+    picks = Counter(r.expert for r in qv.routing)
     rule = "routing head" if router.rule == "head" else f"{router.weighting}-weighted pilots"
     add("router", qv.vectors, f"{rule}: " + ", ".join(f"{k} {v}" for k, v in picks.most_common()))
 

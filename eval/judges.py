@@ -92,7 +92,7 @@ def build_attribution_judge(settings: Any, name: str | None = None, *, llm: Any 
     from openscholar.judges import build_judge
 
     try:
-        return build_judge(settings, llm=llm, name=name)
+        return build_judge(settings.citations, llm=llm, cache_dir=settings.cache_path, name=name)
     except ImportError as exc:
         raise JudgeError(
             f"the {name!r} attribution judge is not available here ({exc})",

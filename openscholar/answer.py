@@ -12,22 +12,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from datastore.models import Passage, PassageData
+from retriever.protocols import Routing
+
 Task = Literal["long_form", "claim", "yes_no"]
 
 
-class Reference(BaseModel):
+class Reference(PassageData):
     """A passage shown to the model, numbered as in the prompt and in the answer text."""
 
     id: int = Field(description="The n written [n] in the answer text.")
-    passage_id: int | None = Field(None, description="Datastore passage id (None for caller-supplied passages).")
-    paper_id: str | None = Field(None, description="Paper id in the corpus.")
-    title: str = ""
-    year: int | None = None
-    url: str | None = None
-    authors: list[str] = Field(default_factory=list)
-    text: str = ""
     score: float | None = Field(None, description="Retrieval score, if retrieved.")
     retrieved_for: str | None = Field(None, description="The query that retrieved it (question or feedback question).")
+
+    @classmethod
+    def numbered(cls, passage: Passage, n: int, *, score: float | None = None, retrieved_for: str | None = None) -> Reference:
+        """A datastore passage as reference ``n``."""
+        return cls(id=n, score=score, retrieved_for=retrieved_for, **PassageData.fields_of(passage))
 
 
 class Sentence(BaseModel):
@@ -92,10 +93,12 @@ class Answer(BaseModel):
     passages: list[Reference] = Field(default_factory=list, description="Every passage in play (shown to the model).")
     feedback: list[FeedbackItem] = Field(default_factory=list)
     edits: list[Edit] = Field(default_factory=list)
-    routing: dict[str, Any] | None = Field(None, description="The retriever's routing decision, if any.")
+    routing: Routing | None = Field(None, description="The query encoder's routing decision (router pipelines).")
     pipeline: str | None = Field(None, description="Retrieval pipeline used ('passages' if caller-supplied).")
     model: str = ""
     judge: str = ""
+    partial: bool = Field(False, description="True when a step ran out of its time budget (answer.budgets).")
+    partial_step: str | None = Field(None, description="The first step that ran out of time, if any.")
     usage: Usage = Field(default_factory=Usage)
     timings: dict[str, float] = Field(default_factory=dict, description="Milliseconds per step, and 'total'.")
     trace: list[TraceEntry] = Field(default_factory=list)

@@ -6,11 +6,16 @@ removed, and a sentence left without support gets the best-supporting passage am
 in play (post-hoc attribution) if that passes the threshold, else it is marked unsupported. To
 bound the judge's work, attribution scores the ``candidates`` passages closest to the sentence in
 content words, chosen among all passages in play.
+
+Verification can be given a time limit: the judge then scores in small batches until the limit,
+and a citation it did not get to is removed (never shown unchecked); the sentences are marked
+unsupported and ``timed_out`` is set on the caller's `VerifyClock`.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -22,6 +27,22 @@ _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]")
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[\[A-Z0-9(\"'])")
 _LEADING_CITES = re.compile(r"^((?:\s*\[\d+(?:\s*[,;]\s*\d+)*\])+)\s*")
 _MIN_WORDS = 4  # shorter fragments ("Yes.", headings) are not claims to check
+
+
+JUDGE_BATCH = 16  # pairs scored between two looks at the clock
+
+
+@dataclass
+class VerifyClock:
+    """A deadline (``time.monotonic()`` seconds) for verification; ``timed_out`` says it was reached."""
+
+    deadline: float | None = None
+    timed_out: bool = False
+
+    def expired(self) -> bool:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
 
 @dataclass
@@ -91,8 +112,10 @@ def verify(
     attribute: bool = True,
     max_citations: int = 3,
     candidates: int = 5,
+    clock: VerifyClock | None = None,
 ) -> tuple[str, list[Sentence]]:
     """Checked text and sentences. With ``judge=None`` only unknown ids are removed."""
+    clock = clock or VerifyClock()
     parsed = parse_sentences(text)
     sentences: list[Sentence] = []
     for ps in parsed:
@@ -103,15 +126,15 @@ def verify(
         checkable = [i for i, s in enumerate(sentences) if len(s.text.split()) >= _MIN_WORDS or s.citations]
         scores: dict[int, dict[int, float]] = {i: {} for i in checkable}
         # Phase 1: the citations the model wrote.
-        _score(judge, sentences, references, [(i, c) for i in checkable for c in sentences[i].citations], scores)
+        _score(judge, sentences, references, [(i, c) for i in checkable for c in sentences[i].citations], scores, clock)
         for i in checkable:
             s, sc = sentences[i], scores[i]
-            s.support = {c: round(sc[c], 4) for c in s.citations}
-            kept = [c for c in s.citations if sc[c] >= threshold]
+            s.support = {c: round(sc[c], 4) for c in s.citations if c in sc}
+            kept = [c for c in s.citations if sc.get(c, -1.0) >= threshold]  # unscored (out of time): removed
             s.removed += [c for c in s.citations if c not in kept]
             s.citations = sorted(kept, key=lambda c: -sc[c])[:max_citations]
         # Phase 2: post-hoc attribution over every passage in play for sentences left unsupported.
-        if attribute:
+        if attribute and not clock.expired():
             orphans = [i for i in checkable if not sentences[i].citations]
             # Every passage in play is a candidate; the judge reads the ``candidates`` closest by words.
             todo: list[tuple[int, int]] = []
@@ -120,7 +143,7 @@ def verify(
                 ranked = sorted((r for r in references if r not in scores[i]),
                                 key=lambda r: (-_overlap(words, references[r]), r))
                 todo.extend((i, r) for r in ranked[:candidates])
-            _score(judge, sentences, references, todo, scores)
+            _score(judge, sentences, references, todo, scores, clock)
             for i in orphans:
                 sc = scores[i]
                 best = max(sc, key=lambda r: sc[r]) if sc else None
@@ -139,12 +162,16 @@ def _score(
     references: Mapping[int, Reference],
     pairs: list[tuple[int, int]],
     into: dict[int, dict[int, float]],
+    clock: VerifyClock,
 ) -> None:
-    if not pairs:
-        return
-    values = judge.score([(sentences[i].text, passage_text(references[r])) for i, r in pairs])
-    for (i, r), v in zip(pairs, values, strict=True):
-        into[i][r] = float(v)
+    """Judge ``pairs`` in batches until the clock runs out; unscored pairs stay out of ``into``."""
+    for start in range(0, len(pairs), JUDGE_BATCH):
+        if clock.expired():
+            return
+        batch = pairs[start : start + JUDGE_BATCH]
+        values = judge.score([(sentences[i].text, passage_text(references[r])) for i, r in batch])
+        for (i, r), v in zip(batch, values, strict=True):
+            into[i][r] = float(v)
 
 
 def _overlap(words: set[str], ref: Reference) -> float:

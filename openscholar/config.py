@@ -1,4 +1,4 @@
-"""Typed configuration owned by the composition root: LLM, answer pipeline, citations, service, eval.
+"""Typed configuration owned by the composition root: LLM, answer loop, citations, service, eval.
 
 The service (api) and evaluation sections live here rather than in their packages so that
 ``openscholar.settings`` never imports a layer above it (DESIGN.md: nothing imports api).
@@ -13,11 +13,14 @@ from pydantic import Field, SecretStr
 
 from datastore.strict import StrictModel
 
+LLMBackend = Literal["transformers", "openai", "scripted"]
+JudgeName = Literal["trained", "llm", "lexical"]
+
 
 class LLMConfig(StrictModel):
     """Which LLM writes answers."""
 
-    backend: Literal["transformers", "openai", "scripted"] = Field(
+    backend: LLMBackend = Field(
         "transformers", description="transformers (in process), openai (HTTP), or scripted (tests, offline demo)."
     )
     model: str = Field(
@@ -34,8 +37,30 @@ class LLMConfig(StrictModel):
     context_tokens: int = Field(8192, ge=256, description="Model context window; prompts are trimmed by whole passages.")
 
 
-class PipelineConfig(StrictModel):
-    """The answer pipeline: retrieval depth and the self-feedback loop."""
+class StepBudgets(StrictModel):
+    """Seconds each step of the answer loop may take; a step that runs out returns what it has.
+
+    An LLM call is given the smaller of its step's budget and what is left of ``total_s``
+    (in-process generation stops there, an HTTP request times out there). A loop that runs out
+    skips the remaining model steps and returns the checked draft it has, marked ``partial`` with
+    the step that ran out; verification always runs (within ``verify_s``), and a citation it could
+    not check in time is removed, never shown unchecked.
+    """
+
+    total_s: float = Field(240.0, gt=0, description="The whole answer; keep it below service.soft_time_limit_s.")
+    retrieve_s: float = Field(30.0, gt=0, description="One retrieval (initial or for a feedback question).")
+    generate_s: float = Field(90.0, gt=0, description="Writing the initial answer.")
+    feedback_s: float = Field(45.0, gt=0, description="Asking the model for feedback on its draft.")
+    edit_s: float = Field(45.0, gt=0, description="One edit for one feedback item.")
+    verify_s: float = Field(60.0, gt=0, description="Checking every citation with the support judge.")
+
+
+class AnswerConfig(StrictModel):
+    """The answer loop: how many passages the model reads, self-feedback, and time budgets.
+
+    (Formerly ``[pipeline]`` / ``OPENSCHOLAR_PIPELINE__*``; "pipeline" now means the retrieval
+    pipeline only. The old names still work, with a deprecation message.)
+    """
 
     top_k: int | None = Field(None, ge=1, description="Passages shown to the model; None follows retrieval.top_k.")
     feedback: bool = Field(True, description="Run the self-feedback loop (feedback, more retrieval, edits).")
@@ -51,13 +76,14 @@ class PipelineConfig(StrictModel):
     refuse_unsupported: bool = Field(
         False, description="When verification finds no sentence supported, say so instead of returning the draft."
     )
+    budgets: StepBudgets = Field(default_factory=StepBudgets, description="Time budget of each step, in seconds.")
 
 
 class CitationConfig(StrictModel):
     """Citation verification and post-hoc attribution."""
 
     verify: bool = Field(True, description="Check every citation with the support judge.")
-    judge: Literal["trained", "llm", "lexical"] = Field(
+    judge: JudgeName = Field(
         "lexical",
         description="lexical: share of the sentence's content words in the passage (no model); trained: MiniLM "
         "cross-encoder trained on SciFact rationales (openscholar train judge; held-out accuracy in its manifest, "
@@ -119,7 +145,10 @@ class ServiceConfig(StrictModel):
         30.0, ge=0, description="How long POST /v1/answer waits for the worker before answering 202 with a job id."
     )
     job_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long job state, events and results are kept.")
-    soft_time_limit_s: float = Field(600.0, gt=0, description="A job is stopped cleanly (failed, timed out) after this.")
+    soft_time_limit_s: float = Field(
+        600.0, gt=0, description="A job is stopped (failed, timed out) after this; kept at least 60 s above "
+        "answer.budgets total_s + verify_s, so the loop's budget runs out first and returns a partial answer."
+    )
     hard_time_limit_s: float = Field(660.0, gt=0, description="The worker process running a job is killed after this.")
     max_retries: int = Field(3, ge=0, description="Retries of a job after a retryable error (LLM down, store down).")
     retry_backoff_s: float = Field(5.0, ge=0, description="First retry delay; doubles on each further retry.")

@@ -1,39 +1,28 @@
 """The Engine: everything one process needs to answer questions, loaded lazily once.
 
 The CLI, the API and the workers all hold one ``Engine``; its parts (embedder, datastore,
-retriever, LLM, support judge) are built on first use or by ``warm_up()``.
+retrievers, LLM, support judge) are built on first use or by ``warm_up()``, each typed by its
+protocol. ``answer`` hands the answer loop exactly the parts it uses (`AnswerParts`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
+from datastore.datastore import Datastore
 from openscholar.answer import Answer
+from openscholar.answering import AnswerParts, AnswerSettings, CancelCheck, EventSink, run_answer
+from openscholar.components import build_embedder, open_datastore
+from openscholar.judges import SupportJudge, build_judge
 from openscholar.llm import LLM, build_llm
+from openscholar.options import AnswerOptions
+from openscholar.retrieval import build_retriever, resolve_recipe
 from openscholar.settings import Settings
-from retriever.protocols import Hit
+from retriever.facade import Retriever
+from retriever.protocols import Embedder, Hit
+from retriever.recipe import RetrievalRecipe
 
-EventSink = Callable[[dict[str, Any]], None]
-CancelCheck = Callable[[], bool]
-
-
-class AnswerOptions(BaseModel):
-    """Per-request choices; None means "as configured in settings"."""
-
-    feedback: bool = Field(True, description="Run the self-feedback loop.")
-    verify: bool = Field(True, description="Verify citations with the support judge.")
-    top_k: int | None = Field(None, ge=1, le=100, description="Passages shown to the model.")
-    pipeline: str | None = Field(None, description="Retrieval pipeline name (settings.retrieval.pipeline if None).")
-    passages: list[dict[str, Any]] | None = Field(
-        None,
-        description="Caller-supplied passages (title, text, optional paper_id, url, year); when given, no retrieval.",
-    )
-    task: Literal["long_form", "claim", "yes_no"] = Field("long_form", description="Answer format.")
-    max_tokens: int | None = Field(None, ge=1, description="Completion budget per LLM call.")
+__all__ = ["AnswerOptions", "Engine"]
 
 
 class Engine:
@@ -43,10 +32,10 @@ class Engine:
         self.settings = settings
         self._llm = llm
         self._lock = threading.RLock()
-        self._embedder: Any = None
-        self._datastore: Any = None
-        self._retrievers: dict[str, Any] = {}
-        self._judge: Any = None
+        self._embedder: Embedder | None = None
+        self._datastore: Datastore | None = None
+        self._retrievers: dict[RetrievalRecipe, Retriever] = {}
+        self._judge: SupportJudge | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, llm: LLM | None = None) -> Engine:
@@ -62,30 +51,26 @@ class Engine:
 
     # -- components ---------------------------------------------------------------------
     @property
-    def embedder(self) -> Any:
+    def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
-                from openscholar.components import build_embedder
-
                 self._embedder = build_embedder(self.settings)
             return self._embedder
 
     @property
-    def datastore(self) -> Any:
+    def datastore(self) -> Datastore:
         with self._lock:
             if self._datastore is None:
-                from openscholar.components import open_datastore
-
                 self._datastore = open_datastore(self.settings)
             return self._datastore
 
-    def retriever(self, pipeline: str | None = None) -> Any:
-        """The retriever for ``pipeline`` (default: settings.retrieval.pipeline), built once."""
-        name = pipeline or self.settings.retrieval.pipeline
+    def retriever(self, pipeline: str | RetrievalRecipe | None = None) -> Retriever:
+        """The retriever of ``pipeline`` (a preset name or a recipe; default: the configured one), built once."""
+        recipe = resolve_recipe(self.settings, pipeline)
         with self._lock:
-            if name not in self._retrievers:
-                self._retrievers[name] = _build_retriever(self, name)
-            return self._retrievers[name]
+            if recipe not in self._retrievers:
+                self._retrievers[recipe] = build_retriever(self.settings, self.datastore, recipe, embedder=self.embedder)
+            return self._retrievers[recipe]
 
     @property
     def llm(self) -> LLM:
@@ -95,17 +80,19 @@ class Engine:
             return self._llm
 
     @property
-    def judge(self) -> Any:
+    def judge(self) -> SupportJudge:
         with self._lock:
             if self._judge is None:
-                from openscholar.judges import build_judge
-
-                self._judge = build_judge(self.settings, llm=lambda: self.llm)
+                self._judge = build_judge(self.settings.citations, llm=lambda: self.llm,
+                                          cache_dir=self.settings.cache_path)
             return self._judge
 
     def warm_up(self) -> None:
         """Load every model and open the datastore now rather than on the first request."""
-        for part in (self.embedder, self.retriever(), self.llm, self.judge if self.settings.citations.verify else None):
+        parts: list[object] = [self.embedder, self.retriever(), self.llm]
+        if self.settings.citations.verify:
+            parts.append(self.judge)
+        for part in parts:
             warm = getattr(part, "warm_up", None)
             if callable(warm):
                 warm()
@@ -123,12 +110,12 @@ class Engine:
         should_cancel: CancelCheck | None = None,
     ) -> Answer:
         """A checked answer to ``question``; ``on_event`` sees each step start and finish."""
-        from openscholar.pipeline import run_pipeline
-
-        return run_pipeline(self, question, options or AnswerOptions(), on_event=on_event, should_cancel=should_cancel)
-
-
-def _build_retriever(engine: Engine, pipeline: str) -> Any:
-    from openscholar.retrieval import build_retriever
-
-    return build_retriever(engine.settings, engine.datastore, pipeline, embedder=engine.embedder)
+        options = options or AnswerOptions()
+        verify = options.verify and self.settings.citations.verify
+        parts = AnswerParts(
+            llm=self.llm,
+            retriever=None if options.passages is not None else self.retriever(options.pipeline),
+            judge=self.judge if verify else None,
+        )
+        return run_answer(question, options, parts, AnswerSettings.of(self.settings),
+                          on_event=on_event, should_cancel=should_cancel)

@@ -121,6 +121,10 @@ SUPPORT = Prompt(
 TASK_PROMPTS: dict[str, Prompt] = {"long_form": ANSWER, "claim": CLAIM, "yes_no": YES_NO}
 ALL_PROMPTS: dict[str, Prompt] = {p.name: p for p in (ANSWER, CLAIM, YES_NO, FEEDBACK, EDIT, SUPPORT)}
 
+OUT_OF_TIME = (
+    "The model did not write an answer within its time budget (answer.budgets.generate_s); the "
+    "passages found are returned without an answer."
+)
 NO_EVIDENCE = (
     "I could not find passages in the datastore that are relevant to this question, so I cannot "
     "answer it from the literature."

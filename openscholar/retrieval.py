@@ -1,8 +1,9 @@
 """Wiring of the retrieval pipelines from settings: query encoder, first stages, fusion, reranker.
 
-Pipelines: ``dense``, ``bm25`` (bm25s), ``bm25-lucene``, ``hybrid`` (dense + the configured sparse
-backend, fused), ``hybrid+rerank``; ``router``, ``router+hybrid`` and ``router+hybrid+rerank`` are ``dense``,
-``hybrid`` and ``hybrid+rerank``, all with the router's query encoder (`build_query_encoder`).
+A pipeline is a `RetrievalRecipe` (retriever/recipe.py), resolved once from settings
+(``retrieval.pipeline`` names a preset, ``retrieval.recipe`` gives one of your own): the dense
+stage uses the base embedder or the router's query encoder (`build_query_encoder`), the sparse
+stage the named backend, and the reranker scores the fused candidates when the recipe says so.
 """
 
 from __future__ import annotations
@@ -10,36 +11,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from datastore.datastore import Datastore
-from openscholar.errors import ConfigError
 from openscholar.settings import Settings
 from retriever.dense import DenseRetriever
 from retriever.errors import ModelUnavailable
 from retriever.facade import Retriever
 from retriever.fusion import Fusion
 from retriever.protocols import Embedder, QueryEncoder
+from retriever.recipe import RetrievalRecipe, resolve
 from retriever.reranker import ADAPTER_CONFIG, CrossEncoderReranker
 from retriever.sparse import open_sparse
 
-ROUTER_PIPELINES = ("router", "router+hybrid", "router+hybrid+rerank")
-# pipeline -> (uses dense, sparse backend or None (or "config" for the configured one), reranks)
-PIPELINES: dict[str, tuple[bool, str | None, bool]] = {
-    "dense": (True, None, False),
-    "bm25": (False, "bm25s", False),
-    "bm25-lucene": (False, "lucene", False),
-    "hybrid": (True, "config", False),
-    "hybrid+rerank": (True, "config", True),
-    "router": (True, None, False),
-    "router+hybrid": (True, "config", False),
-    "router+hybrid+rerank": (True, "config", True),
-}
 # The rerankers trained here and committed with the package (see docs/retrieval_report.md).
 PACKAGED_MODELS = Path(__file__).resolve().parents[1] / "retriever" / "models"
 PACKAGED_RERANKER = PACKAGED_MODELS / "reranker"
 
 
-def build_query_encoder(settings: Settings, pipeline: str, embedder: Embedder | None = None) -> QueryEncoder:
-    """The query encoder of ``pipeline``: the router's for router pipelines, else the base embedder."""
-    if pipeline in ROUTER_PIPELINES:
+def resolve_recipe(settings: Settings, pipeline: str | RetrievalRecipe | None = None) -> RetrievalRecipe:
+    """The concrete recipe of ``pipeline`` (preset name or recipe; None: the configured one)."""
+    return resolve(settings.retrieval, pipeline)
+
+
+def build_query_encoder(
+    settings: Settings, pipeline: str | RetrievalRecipe | None = None, embedder: Embedder | None = None
+) -> QueryEncoder:
+    """The query encoder of ``pipeline``: the router's for router recipes, else the base embedder."""
+    if resolve_recipe(settings, pipeline).uses_router:
         from router.factory import build_router_encoder
 
         return build_router_encoder(settings.router, settings.embedder, settings.cache_path, embedder)
@@ -78,23 +74,17 @@ def reranker_paths(settings: Settings) -> list[str]:
 def build_retriever(
     settings: Settings,
     datastore: Datastore | str | Path | None = None,
-    pipeline: str | None = None,
+    pipeline: str | RetrievalRecipe | None = None,
     embedder: Embedder | None = None,
 ) -> Retriever:
-    """The `Retriever` of ``pipeline`` (default ``retrieval.pipeline``) over ``datastore``."""
-    name = pipeline or settings.retrieval.pipeline
-    if name not in PIPELINES:
-        raise ConfigError(f"unknown retrieval pipeline {name!r}", hint=f"use one of: {', '.join(PIPELINES)}")
-    uses_dense, sparse_backend, reranks = PIPELINES[name]
+    """The `Retriever` of ``pipeline`` (a preset name or a recipe; default: the configured one) over ``datastore``."""
+    recipe = resolve_recipe(settings, pipeline)
     if not isinstance(datastore, Datastore):
         from openscholar.components import open_datastore
 
         datastore = open_datastore(settings, datastore)
     cfg = settings.retrieval
-    dense = DenseRetriever(datastore, build_query_encoder(settings, name, embedder)) if uses_dense else None
-    sparse = None
-    if sparse_backend is not None:
-        backend = cfg.sparse.backend if sparse_backend == "config" else sparse_backend
-        sparse = open_sparse(datastore, cfg.sparse, backend=backend)
-    reranker = CrossEncoderReranker(cfg.reranker, reranker_paths(settings)) if reranks else None
-    return Retriever(cfg, dense=dense, sparse=sparse, reranker=reranker, fusion=Fusion(cfg.fusion), pipeline=name)
+    dense = DenseRetriever(datastore, build_query_encoder(settings, recipe, embedder)) if recipe.dense != "none" else None
+    sparse = open_sparse(datastore, cfg.sparse, backend=recipe.sparse) if recipe.sparse != "none" else None
+    reranker = CrossEncoderReranker(cfg.reranker, reranker_paths(settings)) if recipe.rerank else None
+    return Retriever(cfg, dense=dense, sparse=sparse, reranker=reranker, fusion=Fusion(cfg.fusion), pipeline=recipe.name)

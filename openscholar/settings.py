@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -25,13 +26,44 @@ from pydantic_settings import (
 )
 
 from datastore.config import CorpusConfig, DatastoreConfig
-from openscholar.config import CitationConfig, EvalConfig, LLMConfig, PipelineConfig, ServiceConfig
+from openscholar.config import AnswerConfig, CitationConfig, EvalConfig, LLMConfig, ServiceConfig
 from openscholar.errors import ConfigError
 from retriever.config import EmbedderConfig, RetrievalConfig
 from router.config import RouterConfig
 
 DEFAULT_CONFIG_FILE = Path("openscholar.toml")
 _config_file: Path | None = None
+log = logging.getLogger(__name__)
+
+# Settings sections that were renamed: old name -> new name. The old names keep working (config files,
+# OPENSCHOLAR_* variables, keyword overrides) with a deprecation message.
+RENAMED_SECTIONS = {"pipeline": "answer"}
+ENV_PREFIX = "OPENSCHOLAR_"
+
+
+class _RenamedEnvSource(PydanticBaseSettingsSource):
+    """``OPENSCHOLAR_PIPELINE__X`` read as ``OPENSCHOLAR_ANSWER__X`` (below the new names' priority)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for key, value in os.environ.items():
+            upper = key.upper()
+            for old, new in RENAMED_SECTIONS.items():
+                head = f"{ENV_PREFIX}{old.upper()}__"
+                if not upper.startswith(head):
+                    continue
+                path = [part.lower() for part in upper[len(head):].split("__") if part]
+                if not path:
+                    continue
+                log.warning("%s is deprecated: use %s%s__%s", key, ENV_PREFIX, new.upper(), "__".join(p.upper() for p in path))
+                node = found.setdefault(new, {})
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = value
+        return found
 
 
 class Settings(BaseSettings):
@@ -50,7 +82,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig, description="Retrieval pipeline.")
     router: RouterConfig = Field(default_factory=RouterConfig, description="RouterRetriever experts.")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="LLM backend.")
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Answer pipeline and self-feedback.")
+    answer: AnswerConfig = Field(default_factory=AnswerConfig, description="The answer loop: self-feedback, time budgets.")
     citations: CitationConfig = Field(default_factory=CitationConfig, description="Citation verification.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="HTTP API and workers.")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="Evaluation.")
@@ -64,7 +96,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _RenamedEnvSource(settings_cls)]
         if _config_file is not None:
             suffix = _config_file.suffix.lower()
             if suffix == ".toml":
@@ -74,6 +106,23 @@ class Settings(BaseSettings):
             else:
                 sources.append(JsonConfigSettingsSource(settings_cls, json_file=_config_file))
         return tuple(sources)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_sections(cls, data: Any) -> Any:
+        """A renamed section given under its old name (config file, overrides) counts under its new one."""
+        if not isinstance(data, dict):
+            return data
+        for old, new in RENAMED_SECTIONS.items():
+            if old in data:
+                log.warning("settings section %r is deprecated: use %r", old, new)
+                legacy = data.pop(old)
+                current = data.get(new)
+                if isinstance(legacy, dict) and isinstance(current, dict):
+                    data[new] = _deep_merge(legacy, current)
+                elif current is None:
+                    data[new] = legacy
+        return data
 
     # -- derived locations -------------------------------------------------------------------
     @property
@@ -88,6 +137,14 @@ class Settings(BaseSettings):
         """A short hash of the effective settings (secrets excluded), for reports and caches."""
         blob = json.dumps(public_dict(self), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top``, nested dicts merged key by key (``top`` wins)."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def _config_path(config_file: str | Path | None) -> Path | None:

@@ -43,15 +43,18 @@ class EmbedderConfig(StrictModel):
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
     cache_folder: Path | None = Field(None, description="Where hub models are cached.")
 
+# The retrieval presets (retriever/recipe.py says what each one is made of).
 PipelineName = Literal[
     "dense", "bm25", "bm25-lucene", "hybrid", "hybrid+rerank", "router", "router+hybrid", "router+hybrid+rerank"
 ]
+SparseBackend = Literal["bm25s", "lucene"]
+DenseEncoder = Literal["none", "base", "router"]
 
 
 class SparseConfig(StrictModel):
     """BM25 over the same passages and ids as the dense index."""
 
-    backend: Literal["bm25s", "lucene"] = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
+    backend: SparseBackend = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
     k1: float | None = Field(
         None, gt=0, description="BM25 k1; None uses the backend's published default (bm25s 1.5, Lucene 0.9)."
     )
@@ -112,6 +115,18 @@ class RerankerConfig(StrictModel):
     )
 
 
+class RecipeConfig(StrictModel):
+    """What a retrieval pipeline is made of (the presets in `retrieval.pipeline` are named recipes)."""
+
+    dense: DenseEncoder = Field(
+        "base", description="Dense first stage: none, base (the embedder), or router (the RouterRetriever's experts)."
+    )
+    sparse: SparseBackend | Literal["none", "configured"] = Field(
+        "configured", description="Sparse first stage: none, bm25s, lucene, or configured (retrieval.sparse.backend)."
+    )
+    rerank: bool = Field(False, description="Rerank the fused candidates with the cross-encoder.")
+
+
 class RetrievalConfig(StrictModel):
     """Which retrieval pipeline answers queries and how many passages reach the reader."""
 
@@ -123,6 +138,11 @@ class RetrievalConfig(StrictModel):
         "router+hybrid+rerank 75.1 (the best); the reranked ones take the answer pipeline to 313-362 ms "
         "even on a CPU with native bf16, over its 300 ms budget: choose them where quality matters more "
         "than latency, or with a GPU.",
+    )
+    recipe: RecipeConfig | None = Field(
+        None,
+        description="A retrieval recipe of your own (dense encoder, sparse backend, rerank) instead of the `pipeline` "
+        "preset; None uses the preset.",
     )
     top_k: int = Field(10, ge=1, description="Passages returned (to the reader).")
     candidates: int = Field(100, ge=1, description="Candidates each first-stage retriever returns.")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from datastore.datastore import Datastore
 from datastore.errors import EncoderMismatch
-from retriever.protocols import Hit, QueryEncoder
+from retriever.protocols import Hit, QueryEncoder, Routing
 
 
 class DenseRetriever:
@@ -28,13 +28,13 @@ class DenseRetriever:
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        hits, _ = self.search_batch_with_details(queries, k)
+        hits, _ = self.search_batch_routed(queries, k)
         return hits
 
-    def search_batch_with_details(
+    def search_batch_routed(
         self, queries: Sequence[str], k: int = 10
-    ) -> tuple[list[list[Hit]], list[dict] | None]:
-        """Hits per query plus the encoder's per-query details (e.g. the router's decision)."""
+    ) -> tuple[list[list[Hit]], list[Routing] | None]:
+        """Hits per query plus the encoder's routing decision per query (None for a plain encoder)."""
         encoded = self.encoder.encode_queries(list(queries))
         scores, ids = self.datastore.search(encoded.vectors, k)
         out: list[list[Hit]] = []
@@ -42,4 +42,4 @@ class DenseRetriever:
             valid = [(int(i), float(s)) for i, s in zip(ids[row], scores[row], strict=True) if i >= 0]
             passages = {p.passage_id: p for p in self.datastore.get([i for i, _ in valid])}
             out.append([Hit(passages[i], s, {self.stage: s}) for i, s in valid if i in passages])
-        return out, encoded.details
+        return out, encoded.routing

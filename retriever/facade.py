@@ -12,12 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from retriever.config import RetrievalConfig
 from retriever.dense import DenseRetriever
 from retriever.fusion import Fusion
-from retriever.protocols import Hit
+from retriever.protocols import Hit, Routing
 from retriever.reranker import Reranker
 from retriever.sparse.protocol import SparseRetriever
 
@@ -27,7 +26,7 @@ class Retrieval:
     """Hits best first, the encoder's routing decision (None without a router), stage timings in ms."""
 
     hits: list[Hit]
-    routing: dict[str, Any] | None = None
+    routing: Routing | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -63,7 +62,7 @@ class Retriever:
         self.sparse = sparse
         self.reranker = reranker
         self.fusion = fusion or Fusion(self.config.fusion)
-        self.pipeline = pipeline or self.config.pipeline
+        self.pipeline = pipeline or "custom"  # the recipe's name, for display
 
     def retrieve(self, query: str, k: int | None = None) -> Retrieval:
         """The top ``k`` (default ``top_k``) passages for ``query``, at most ``max_per_paper`` per paper."""
@@ -71,16 +70,16 @@ class Retriever:
         cfg = self.config
         timings: dict[str, float] = {}
         t_start = time.perf_counter()
-        routing: dict[str, Any] | None = None
+        routing: Routing | None = None
         # A first stage must return enough passages for k papers after the per-paper cap.
         n = max(cfg.candidates, k)
         dense_hits: list[Hit] = []
         sparse_hits: list[Hit] = []
         if self.dense is not None:
             t = time.perf_counter()
-            batch, details = self.dense.search_batch_with_details([query], n)
+            batch, routed = self.dense.search_batch_routed([query], n)
             dense_hits = batch[0]
-            routing = details[0] if details else None
+            routing = routed[0] if routed else None
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         if self.sparse is not None:
             t = time.perf_counter()

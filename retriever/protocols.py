@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from datastore.models import Passage
+from datastore.models import Passage, PassageData
 
 
 @dataclass(slots=True)
@@ -20,37 +20,55 @@ class Hit:
     scores: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        p = self.passage
+        """The passage's `PassageData` fields plus the scores (the API's hit shape)."""
         return {
-            "passage_id": p.passage_id,
-            "paper_id": p.paper_id,
-            "title": p.title,
-            "text": p.text,
-            "year": p.year,
-            "venue": p.venue,
-            "authors": list(p.authors),
-            "url": p.url,
-            "citation_count": p.citation_count,
+            **PassageData.fields_of(self.passage),
             "score": float(self.score),
             "scores": {k: float(v) for k, v in self.scores.items()},
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """What a routing query encoder decided for one query: the expert that encoded it and why.
+
+    ``rule`` is the rule that chose (``head``: the trained routing head; ``pilots``: similarity to
+    each expert's pilot queries); ``similarities`` are the pilot similarities per expert and ``head``
+    the routing head's probabilities per expert (None when routing by pilots).
+    """
+
+    expert: str
+    rule: str
+    similarities: dict[str, float] = field(default_factory=dict)
+    head: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"expert": self.expert, "rule": self.rule, "similarities": dict(self.similarities)}
+        if self.head is not None:
+            out["head"] = dict(self.head)
+        return out
+
+
 @dataclass(slots=True)
 class QueryVectors:
-    """Encoded queries plus, per query, what the encoder decided (e.g. the router's expert)."""
+    """Encoded queries plus, per query, the routing decision of a routing encoder (None otherwise)."""
 
     vectors: np.ndarray
-    details: list[dict[str, Any]] | None = None
+    routing: list[Routing] | None = None
 
 
 @runtime_checkable
 class Embedder(Protocol):
     """Turns passages into vectors; the passage side of every datastore."""
 
-    model_id: str
-    dim: int
-    max_tokens: int
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Passage vectors, float32, (len(texts), dim), normalized when configured."""
@@ -68,7 +86,10 @@ class QueryEncoder(Protocol):
     ``model_id``/``dim`` name the passage space it searches (checked against the datastore).
     """
 
-    model_id: str
-    dim: int
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def encode_queries(self, texts: Sequence[str]) -> QueryVectors: ...

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from retriever.protocols import QueryVectors
+from retriever.protocols import QueryVectors, Routing
 from router.backbone import Backbone
 from router.errors import ExpertMismatch, NoExperts
 from router.experts import Expert, ExpertStore
@@ -71,9 +71,8 @@ class RouterQueryEncoder:
     ``routing="pilots"`` picks by the query's similarity to each expert's pilots (the paper);
     ``routing="head"`` by the trained routing head (`router.head`) over an early base layer of the
     same forward pass, falling back to pilots (with a warning) where no head was fitted.
-    ``details`` of every encoded query: ``expert`` (the choice), ``rule`` (which rule chose),
-    ``similarities`` (expert -> pilot similarity) and, under the head, ``head`` (expert ->
-    probability). Experts load lazily (merged LoRA, one plain forward per query batch).
+    Every encoded query carries its `Routing`: the expert chosen, the rule that chose it, the pilot
+    similarities and, under the head, its probabilities. Experts load lazily (merged LoRA, one plain forward per query batch).
     """
 
     def __init__(
@@ -258,7 +257,7 @@ class RouterQueryEncoder:
         if not texts:
             return QueryVectors(np.zeros((0, self.dim), np.float32), [])
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        details: list[dict[str, Any]] = [{} for _ in texts]
+        routing: list[Routing | None] = [None] * len(texts)
         for s in range(0, len(texts), self.batch_size):
             chunk = texts[s : s + self.batch_size]
             batch = self.backbone.tokenize(chunk)  # one tokenization serves routing and encoding
@@ -272,11 +271,10 @@ class RouterQueryEncoder:
                     sub = {key: v[:, :width] for key, v in sub.items()}
                 vectors[s + rows] = self._forward(self._model(self._names[j]), sub)
             for r in range(len(chunk)):
-                details[s + r] = {
-                    "expert": self._names[int(choice[r])],
-                    "rule": "head" if probs is not None else "pilots",
-                    "similarities": {n: round(float(sims[r, i]), 6) for i, n in enumerate(self._names)},
-                }
-                if probs is not None:
-                    details[s + r]["head"] = {n: round(float(probs[r, i]), 6) for i, n in enumerate(self._names)}
-        return QueryVectors(vectors, details)
+                routing[s + r] = Routing(
+                    expert=self._names[int(choice[r])],
+                    rule="head" if probs is not None else "pilots",
+                    similarities={n: round(float(sims[r, i]), 6) for i, n in enumerate(self._names)},
+                    head=None if probs is None else {n: round(float(probs[r, i]), 6) for i, n in enumerate(self._names)},
+                )
+        return QueryVectors(vectors, [r for r in routing if r is not None])

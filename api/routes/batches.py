@@ -20,7 +20,15 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Caller, Rt, charge_questions
 from api.errors import InvalidRequest, NotFound, RequestTooLarge
 from api.jobs import STATES, TERMINAL, new_id
-from api.models import BatchCreated, BatchJob, BatchOut, BatchRequest, JobOut, Options, QuestionRequest
+from api.models import (
+    BatchCreated,
+    BatchJob,
+    BatchOut,
+    BatchRequest,
+    JobOut,
+    Options,
+    QuestionRequest,
+)
 from api.routes.jobs import RESPONSES, enqueue, new_job
 
 router = APIRouter(prefix="/v1", tags=["batches"])

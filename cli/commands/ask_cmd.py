@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import typer
 from rich.live import Live
@@ -119,26 +119,35 @@ def ask(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No step display."),
 ) -> None:
     """Answer a question from the literature with checked citations."""
-    from openscholar.engine import AnswerOptions, Engine
+    from pydantic import ValidationError
+
+    from openscholar.answer import Task
+    from openscholar.engine import Engine
+    from openscholar.llm import LLMS
+    from openscholar.options import AnswerOptions
 
     if not question.strip():
         raise typer.BadParameter("the question is empty", param_hint="QUESTION")
     if as_json and (as_markdown or bibtex):
         raise typer.BadParameter("--json cannot be combined with --markdown or --bibtex", param_hint="--json")
-    if task not in ("long_form", "claim", "yes_no"):
-        raise typer.BadParameter("use long_form, claim or yes_no", param_hint="--task")
+    if task not in get_args(Task):
+        raise typer.BadParameter(f"use one of: {', '.join(get_args(Task))}", param_hint="--task")
     s = settings(ctx)
     if datastore is not None:
         s.datastore.path = datastore
     if llm is not None:
-        if llm not in ("transformers", "openai", "scripted"):
-            raise typer.BadParameter("use transformers, openai or scripted", param_hint="--llm")
+        if llm not in LLMS:
+            raise typer.BadParameter(f"use one of: {', '.join(LLMS.names())}", param_hint="--llm")
         s.llm.backend = llm  # type: ignore[assignment]
-    options = AnswerOptions(
-        feedback=not no_feedback, verify=not no_verify, top_k=top_k, pipeline=pipeline,
-        passages=_read_passages(passages) if passages is not None else None, task=task,  # type: ignore[arg-type]
-        max_tokens=max_tokens,
-    )
+    try:
+        options = AnswerOptions(
+            feedback=not no_feedback, verify=not no_verify, top_k=top_k, pipeline=pipeline,  # type: ignore[arg-type]
+            passages=_read_passages(passages) if passages is not None else None, task=task,  # type: ignore[arg-type]
+            max_tokens=max_tokens,
+        )
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems, param_hint="--passages/--pipeline/--max-tokens") from None
     engine = Engine.from_settings(s)
     with StepDisplay(enabled=not quiet) as display:
         answer = engine.answer(question, options, on_event=display)

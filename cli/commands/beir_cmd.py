@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cli.common import err, out, print_json, settings
+from retriever.recipe import PRESETS
 
 
 def eval_beir(
@@ -15,7 +16,7 @@ def eval_beir(
     datastore: Path = typer.Option(None, "--datastore", help="Datastore directory (default: datastore.path)."),
     queries: Path = typer.Option(..., "--queries", exists=True, dir_okay=False, help="BEIR queries.jsonl."),
     qrels: Path = typer.Option(..., "--qrels", exists=True, dir_okay=False, help="BEIR qrels TSV (e.g. qrels/test.tsv)."),
-    pipeline: str = typer.Option(None, "--pipeline", help="dense | bm25 | bm25-lucene | hybrid | hybrid+rerank | router ... (default: retrieval.pipeline)."),
+    pipeline: str = typer.Option(None, "--pipeline", help=f"A preset: {' | '.join(PRESETS)} (default: retrieval.pipeline or retrieval.recipe)."),
     candidates: int = typer.Option(200, "--candidates", min=1, help="Passages each first stage returns."),
     limit: int = typer.Option(None, "--limit", min=1, help="Evaluate only the first N judged queries."),
     run_out: Path = typer.Option(None, "--run-out", help="Write the run (query -> ranked doc ids) as JSON."),
@@ -24,14 +25,14 @@ def eval_beir(
 ) -> None:
     """Evaluate a pipeline on BEIR files; a document is scored by its best passage."""
     from eval.beir import load_qrels, load_queries, run_beir
-    from openscholar.retrieval import build_retriever
+    from openscholar.retrieval import build_retriever, resolve_recipe
 
     s = settings(ctx)
-    name = pipeline or s.retrieval.pipeline
+    name = resolve_recipe(s, pipeline).name
     # Documents, not passages, are judged: one passage per paper, 100 papers per query.
     s.retrieval.max_per_paper = 1
     s.retrieval.candidates = candidates
-    retriever = build_retriever(s, datastore, name)
+    retriever = build_retriever(s, datastore, pipeline)
     judged = load_qrels(qrels)
     if limit:
         judged = dict(list(judged.items())[:limit])

@@ -200,4 +200,4 @@ def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
 
         s = settings(ctx)
         enc = build_router_encoder(s.router, s.embedder, s.cache_path)
-        print_json(enc.encode_queries([query]).details[0])
+        print_json(enc.encode_queries([query]).routing[0].to_dict())

@@ -86,13 +86,28 @@ def answer_to_prediction(answer: Any) -> tuple[str, list[dict[str, Any]]]:
 
 
 def _options(spec: TaskSpec, example: Example, mode: str, max_tokens: int | None) -> Any:
-    from openscholar.engine import AnswerOptions
+    from openscholar.options import AnswerOptions
 
-    passages = example.gold_ctxs if spec.passages == "gold" else None
-    if spec.passages == "gold" and not passages:
-        raise RunError(f"example {example.id} of {spec.name} has no gold contexts", hint="check the input file")
+    passages = None
+    if spec.passages == "gold":
+        passages = [_supplied(c) for c in example.gold_ctxs if str(c.get("text") or "").strip()]
+        if not passages:
+            raise RunError(f"example {example.id} of {spec.name} has no gold contexts", hint="check the input file")
     fb = mode == "pipeline"
     return AnswerOptions(passages=passages, task=spec.engine_task, feedback=fb, verify=fb, max_tokens=max_tokens)
+
+
+def _supplied(ctx: dict[str, Any]) -> Any:
+    """A benchmark context as a caller-supplied passage (its corpus id, if any, as the paper id)."""
+    from openscholar.options import SuppliedPassage
+
+    paper = ctx.get("paper_id") if ctx.get("paper_id") is not None else ctx.get("corpus_id")
+    year = ctx.get("year")
+    return SuppliedPassage(
+        title=str(ctx.get("title") or ""), text=str(ctx["text"]), url=None if ctx.get("url") is None else str(ctx["url"]),
+        paper_id=None if paper is None else str(paper),
+        year=int(year) if isinstance(year, int) or (isinstance(year, str) and year.isdigit()) else None,
+    )
 
 
 def answer_example(engine: Any, spec: TaskSpec, example: Example, mode: str,

@@ -1,4 +1,4 @@
-"""Support judges for citation verification; ``build_judge(settings)`` picks one by name."""
+"""Support judges for citation verification; ``build_judge(config)`` picks one by name."""
 
 from openscholar.judges.protocol import SupportJudge
 from openscholar.judges.registry import JUDGES, build_judge

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from datastore.errors import ErrorKind, ScholarError
+from openscholar.config import CitationConfig
 from openscholar.judges.windows import best_windows
 
 PACKAGED_JUDGE = Path(__file__).resolve().parent / "artifacts" / "support-minilm"
@@ -48,13 +49,12 @@ def build_support_model(base_path: str) -> Any:
     return SupportModel()
 
 
-def default_judge_path(settings: Any) -> Path:
+def default_judge_path(config: CitationConfig, cache_dir: Path | None = None) -> Path:
     """Configured path, else one trained here by `train judge` (cache_dir/judge), else the packaged one."""
-    configured = settings.citations.judge_path
-    if configured is not None:
-        return Path(configured).expanduser()
-    local = settings.cache_path / "judge"
-    if (local / MANIFEST).is_file() or not (PACKAGED_JUDGE / MANIFEST).is_file():
+    if config.judge_path is not None:
+        return Path(config.judge_path).expanduser()
+    local = cache_dir / "judge" if cache_dir is not None else None
+    if local is not None and ((local / MANIFEST).is_file() or not (PACKAGED_JUDGE / MANIFEST).is_file()):
         return local
     return PACKAGED_JUDGE
 
@@ -83,8 +83,9 @@ class CrossEncoderJudge:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Any) -> CrossEncoderJudge:
-        return cls(default_judge_path(settings))
+    def from_config(cls, config: CitationConfig, *, cache_dir: Path | None = None, **_: object) -> CrossEncoderJudge:
+        """The judge at ``citations.judge_path``, else one trained here (cache_dir/judge), else the packaged one."""
+        return cls(default_judge_path(config, cache_dir))
 
     def warm_up(self) -> CrossEncoderJudge:
         with self._lock:

@@ -22,6 +22,11 @@ def content_words(text: str) -> set[str]:
 class LexicalJudge:
     name = "lexical"
 
+    @classmethod
+    def from_config(cls, config: object = None, **_: object) -> LexicalJudge:
+        """Nothing to configure (the uniform constructor of every judge)."""
+        return cls()
+
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         out = []
         for statement, passage in pairs:

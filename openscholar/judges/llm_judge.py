@@ -17,6 +17,15 @@ class LLMJudge:
         self._llm = llm
         self.max_chars = max_chars
 
+    @classmethod
+    def from_config(cls, config: object = None, *, llm: Callable[[], LLM] | None = None, **_: object) -> LLMJudge:
+        """A judge asking ``llm()`` (the answering model; built from defaults when none is given)."""
+        if llm is None:
+            from openscholar.llm import build_llm
+
+            return cls(build_llm())
+        return cls(llm)
+
     @property
     def llm(self) -> LLM:
         return self._llm if hasattr(self._llm, "complete") else self._llm()  # type: ignore[operator,return-value]

@@ -1,33 +1,37 @@
-"""Judge name -> factory (citations.judge in settings)."""
+"""Support judges by name (``citations.judge``): one file per judge, one entry here.
+
+Every judge is built the same way: ``from_config(citations_config, llm=..., cache_dir=...)``;
+``llm`` is a zero-argument callable giving the answering LLM (loaded only if the judge asks).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
 
-from openscholar.errors import ConfigError
+from datastore.registry import Registry
+from openscholar.config import CitationConfig, JudgeName
 from openscholar.judges.protocol import SupportJudge
+from openscholar.llm.protocol import LLM
 
-JUDGES = ("trained", "llm", "lexical")
+JUDGES: Registry[SupportJudge] = Registry(
+    "support judge",
+    {
+        "trained": "openscholar.judges.cross_encoder:CrossEncoderJudge",
+        "llm": "openscholar.judges.llm_judge:LLMJudge",
+        "lexical": "openscholar.judges.lexical:LexicalJudge",
+    },
+    setting="citations.judge",
+)
+JUDGES.check_names(JudgeName)
 
 
-def build_judge(settings: Any, *, llm: Callable[[], Any] | Any = None, name: str | None = None) -> SupportJudge:
-    """The support judge named by ``settings.citations.judge`` (models load on first use)."""
-    name = name or settings.citations.judge
-    if name == "lexical":
-        from openscholar.judges.lexical import LexicalJudge
-
-        return LexicalJudge()
-    if name == "llm":
-        from openscholar.judges.llm_judge import LLMJudge
-
-        if llm is None:
-            from openscholar.llm import build_llm
-
-            return LLMJudge(build_llm(settings.llm))
-        return LLMJudge(llm)
-    if name == "trained":
-        from openscholar.judges.cross_encoder import CrossEncoderJudge
-
-        return CrossEncoderJudge.from_settings(settings)
-    raise ConfigError(f"unknown support judge {name!r}", hint=f"set citations.judge to one of: {', '.join(JUDGES)}")
+def build_judge(
+    config: CitationConfig,
+    *,
+    llm: Callable[[], LLM] | None = None,
+    cache_dir: Path | None = None,
+    name: str | None = None,
+) -> SupportJudge:
+    """The support judge named ``name`` (default ``config.judge``); models load on first use."""
+    return JUDGES.create(name or config.judge, config, llm=llm, cache_dir=cache_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,20 +142,29 @@ class TransformersLLM:
         if n_prompt + 1 > self.context_tokens:
             raise LLMError(
                 f"the prompt has {n_prompt} tokens but {self.model_id} takes at most {self.context_tokens}",
-                hint="lower retrieval.top_k or pipeline.max_passage_words",
+                hint="lower retrieval.top_k or answer.max_passage_words",
             )
         max_new = max(1, min(max_new, self.context_tokens - n_prompt))
         gen: dict[str, Any] = {"max_new_tokens": max_new, "pad_token_id": tok.pad_token_id or tok.eos_token_id}
+        time_limit = params.get("time_limit_s")
+        if time_limit is not None:
+            gen["max_time"] = max(0.05, float(time_limit))  # transformers' MaxTimeCriteria: stop, keep the text
         if temperature > 0:
             gen.update(do_sample=True, temperature=temperature)
         else:
             gen.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with self._lock, torch.inference_mode():
+            t0 = time.monotonic()
             out = lm.generate(**enc, **gen)
+            took = time.monotonic() - t0
         new = out[0, n_prompt:]
         text = tok.decode(new, skip_special_tokens=True)
         for stop in params.get("stop") or ():
             text = text.split(stop)[0]
         n_new = int(new.shape[0])
-        finish = "length" if n_new >= max_new and int(new[-1]) != tok.eos_token_id else "stop"
+        ended = n_new > 0 and int(new[-1]) == tok.eos_token_id
+        if time_limit is not None and not ended and n_new < max_new and took >= 0.95 * float(time_limit):
+            finish = "time"
+        else:
+            finish = "length" if n_new >= max_new and not ended else "stop"
         return Completion(text.strip(), n_prompt, n_new, self.model_id, finish)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from openscholar.config import LLMConfig
-from openscholar.llm.protocol import Completion, LLMError, LLMUnavailable, as_dicts
+from openscholar.llm.protocol import Completion, LLMError, LLMOutOfTime, LLMUnavailable, as_dicts
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,8 @@ class OpenAIChatLLM:
             "stream": False,
         }
         body.update({k: v for k, v in params.items() if k in PASSTHROUGH and v is not None})
-        data = self._post(body)
+        limit = params.get("time_limit_s")
+        data = self._post(body, None if limit is None else time.monotonic() + float(limit))
         try:
             choice = data["choices"][0]
             text = choice["message"]["content"] or ""
@@ -73,16 +74,31 @@ class OpenAIChatLLM:
                           completion_tokens=int(usage.get("completion_tokens") or 0),
                           model=str(data.get("model") or self.model_id), finish_reason=choice.get("finish_reason"))
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        last, last_retry_after = "", None
+    def _post(self, body: dict[str, Any], deadline: float | None = None) -> dict[str, Any]:
+        """POST with retries; ``deadline`` (monotonic seconds) caps every attempt and the waits between."""
+        last, last_retry_after, tries = "", None, 0
         for attempt in range(self.max_retries + 1):
             if attempt:
-                time.sleep(self._delay(attempt, last_retry_after))
+                delay = self._delay(attempt, last_retry_after)
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    break
+                time.sleep(delay)
                 last_retry_after = None
+            timeout = self.timeout_s
+            if deadline is not None:
+                timeout = min(timeout, deadline - time.monotonic())
+                if timeout <= 0:
+                    break
+            tries += 1
             try:
-                resp = self._client.post(self.endpoint, json=body)
+                resp = self._client.post(self.endpoint, json=body, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)))
             except httpx.TimeoutException:
-                last = f"no answer within {self.timeout_s:g}s"
+                if deadline is not None and time.monotonic() >= deadline - 0.05:
+                    raise LLMOutOfTime(
+                        f"{self.endpoint} did not answer within the call's time limit",
+                        hint="raise the step's budget (answer.budgets) or use a faster model",
+                    ) from None
+                last = f"no answer within {timeout:g}s"
             except httpx.TransportError as exc:
                 last = f"cannot connect ({type(exc).__name__}: {exc})"
             else:
@@ -104,8 +120,11 @@ class OpenAIChatLLM:
                 last_retry_after = _retry_after(resp)
             log.warning("LLM request to %s failed (%s), attempt %d/%d", self.endpoint, last, attempt + 1,
                         self.max_retries + 1)
+        if deadline is not None and time.monotonic() >= deadline - 0.05 and not last:
+            raise LLMOutOfTime(f"{self.endpoint}: the call's time limit passed before a request could be sent",
+                               hint="raise the step's budget (answer.budgets)")
         raise LLMUnavailable(
-            f"the LLM endpoint {self.endpoint} is unavailable after {self.max_retries + 1} tries: {last}",
+            f"the LLM endpoint {self.endpoint} is unavailable after {tries} tries: {last}",
             hint="start the server (e.g. `vllm serve OpenScholar/Llama-3.1_OpenScholar-8B`) or fix llm.base_url; "
             "raise llm.timeout_s for slow models",
         )

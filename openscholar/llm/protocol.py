@@ -32,7 +32,9 @@ class Completion:
 
 @runtime_checkable
 class LLM(Protocol):
-    """A chat model. ``params`` understood by every backend: max_tokens, temperature, stop."""
+    """A chat model. ``params`` understood by every backend: max_tokens, temperature, stop, and
+    time_limit_s: the backend stops there and returns what it has with ``finish_reason`` "time", or
+    raises `LLMOutOfTime` when it has nothing to return."""
 
     model_id: str
 
@@ -50,6 +52,13 @@ class LLMUnavailable(LLMError):
 
     kind: ErrorKind = "unavailable"
     retryable = True
+
+
+class LLMOutOfTime(LLMError):
+    """A call ran out of the time limit its caller gave it before the model returned anything."""
+
+    kind: ErrorKind = "unavailable"
+    retryable = False
 
 
 def as_dicts(messages: list[dict[str, str]] | list[Message]) -> list[dict[str, str]]:

@@ -8,11 +8,12 @@ shown), no feedback, an edit that returns the answer unchanged, and a word-overl
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from openscholar.config import LLMConfig
-from openscholar.llm.protocol import Completion, as_dicts
+from openscholar.llm.protocol import Completion, LLMOutOfTime, as_dicts
 
 Reply = str | Callable[[list[dict[str, str]]], "str | None"]
 
@@ -26,8 +27,11 @@ class ScriptedLLM:
     None for the default), then the default reply. ``calls`` records (prompt kind, messages)."""
 
     def __init__(self, replies: Sequence[Reply] = (), *, fn: Callable[[list[dict[str, str]]], str | None] | None = None,
-                 model_id: str = "scripted") -> None:
+                 model_id: str = "scripted", seconds_per_word: float = 0.0) -> None:
         self.model_id = model_id
+        # Simulated generation speed: a reply takes words x seconds_per_word, and a call's
+        # time_limit_s cuts it where a real model would stop (finish_reason "time").
+        self.seconds_per_word = seconds_per_word
         self._replies = list(replies)
         self._fn = fn
         self.calls: list[tuple[str | None, list[dict[str, str]]]] = []
@@ -60,8 +64,20 @@ class ScriptedLLM:
         limit = params.get("max_tokens")
         if limit and len(text.split()) > int(limit):  # honour the budget like a real model (words ~ tokens)
             text = " ".join(text.split()[: int(limit)])
+        finish = "stop"
+        if self.seconds_per_word > 0:
+            words = text.split()
+            time_limit = params.get("time_limit_s")
+            fits = len(words) if time_limit is None else int(float(time_limit) / self.seconds_per_word)
+            if fits < len(words):
+                if fits <= 0:
+                    time.sleep(float(time_limit or 0))
+                    raise LLMOutOfTime("the scripted model wrote nothing within the time limit")
+                words, finish = words[:fits], "time"
+            time.sleep(len(words) * self.seconds_per_word)
+            text = " ".join(words)
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
-        return Completion(text, prompt_tokens, len(text.split()), self.model_id, "stop")
+        return Completion(text, prompt_tokens, len(text.split()), self.model_id, finish)
 
 
 def default_reply(kind: str | None, messages: list[dict[str, str]]) -> str:

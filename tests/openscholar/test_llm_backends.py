@@ -237,9 +237,9 @@ def test_timeout():
 
 
 def test_unknown_backend_lists_the_known_ones():
-    from openscholar.errors import ConfigError
+    from datastore.registry import UnknownName
 
     cfg = LLMConfig.model_construct(backend="nope")
-    with pytest.raises(ConfigError) as exc:
+    with pytest.raises(UnknownName) as exc:
         build_llm(cfg)
     assert "openai" in exc.value.hint and "transformers" in exc.value.hint and "scripted" in exc.value.hint

@@ -134,3 +134,31 @@ def test_every_settings_model_derives_from_strict_model() -> None:
     models = walk(Settings)[1:]
     assert len(models) >= 10
     assert all(issubclass(m, StrictModel) for m in models), [m.__name__ for m in models if not issubclass(m, StrictModel)]
+
+
+def test_answer_loop_settings_renamed_old_names_still_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """"pipeline" means the retrieval pipeline only; the answer loop's section is "answer". The old
+    section name keeps working from the environment and from config files, with a deprecation message."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENSCHOLAR_PIPELINE__MAX_FEEDBACK", "2")
+    monkeypatch.setenv("OPENSCHOLAR_PIPELINE__BUDGETS__TOTAL_S", "33")
+    with caplog.at_level("WARNING"):
+        s = load_settings()
+    assert s.answer.max_feedback == 2 and s.answer.budgets.total_s == 33.0
+    assert "OPENSCHOLAR_PIPELINE__MAX_FEEDBACK is deprecated: use OPENSCHOLAR_ANSWER__MAX_FEEDBACK" in caplog.text
+    monkeypatch.setenv("OPENSCHOLAR_ANSWER__MAX_FEEDBACK", "1")  # the new name wins over the old one
+    assert load_settings().answer.max_feedback == 1
+    monkeypatch.delenv("OPENSCHOLAR_PIPELINE__MAX_FEEDBACK")
+    monkeypatch.delenv("OPENSCHOLAR_PIPELINE__BUDGETS__TOTAL_S")
+    monkeypatch.delenv("OPENSCHOLAR_ANSWER__MAX_FEEDBACK")
+    conf = tmp_path / "old.toml"
+    conf.write_text("[pipeline]\nfeedback_top_k = 7\n[retrieval]\npipeline = \"dense\"\n")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        s = load_settings(conf)
+    assert s.answer.feedback_top_k == 7 and s.retrieval.pipeline == "dense"
+    assert "settings section 'pipeline' is deprecated: use 'answer'" in caplog.text
+    with pytest.raises(ConfigError, match="answer.feedback_top_kk"):
+        load_settings(conf, answer={"feedback_top_kk": 1})

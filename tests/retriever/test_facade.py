@@ -92,10 +92,10 @@ def test_a_retriever_needs_a_first_stage() -> None:
 def test_build_retriever_wires_each_pipeline(small_datastore: Path, embedder, tmp_path: Path) -> None:
     import shutil
 
-    from openscholar.errors import ConfigError
     from openscholar.indexing import refresh_derived_indexes
     from openscholar.retrieval import build_retriever
     from openscholar.settings import Settings
+    from retriever.errors import RetrieverError
 
     root = tmp_path / "ds"
     shutil.copytree(small_datastore, root, ignore=shutil.ignore_patterns("sparse"))
@@ -109,6 +109,6 @@ def test_build_retriever_wires_each_pipeline(small_datastore: Path, embedder, tm
     assert hybrid.dense.encoder is embedder
     hits = hybrid.search("vitamin D", 5)
     assert len(hits) == 5 and all("fusion" in h.scores for h in hits)
-    with pytest.raises(ConfigError) as unknown:
+    with pytest.raises(RetrieverError) as unknown:
         build_retriever(settings, root, "splade")
     assert "hybrid+rerank" in unknown.value.hint

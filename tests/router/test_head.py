@@ -32,16 +32,16 @@ def test_head_routes_held_out_queries_to_their_domain(tmp_path, backbone, corpus
     for domain in ("claims", "cs"):
         held = list(dict.fromkeys(p.query for p in domains[domain]["held_out"]))
         qv = enc.encode_queries(held)
-        picked = [d["expert"] for d in qv.details]
+        picked = [r.expert for r in qv.routing]
         assert picked.count(domain) >= len(held) - 1, (domain, picked)
-        for d in qv.details:
-            assert d["rule"] == "head" and set(d["head"]) == {"claims", "cs"} and set(d["similarities"]) == {"claims", "cs"}
-            assert abs(sum(d["head"].values()) - 1) < 1e-4
-            assert d["expert"] == max(d["head"], key=d["head"].get)
+        for d in qv.routing:
+            assert d.rule == "head" and set(d.head) == {"claims", "cs"} and set(d.similarities) == {"claims", "cs"}
+            assert abs(sum(d.head.values()) - 1) < 1e-4
+            assert d.expert == max(d.head, key=d.head.get)
     # route() reports the head's probabilities as its scores and the same choices.
     texts = [p.query for p in domains["cs"]["held_out"][:4]]
     names, scores, base = enc.route(texts)
-    assert names == [d["expert"] for d in enc.encode_queries(texts).details]
+    assert names == [r.expert for r in enc.encode_queries(texts).routing]
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-4)
     assert base.shape == (len(texts), backbone.dim)
 
@@ -77,6 +77,6 @@ def test_missing_head_falls_back_to_pilots_with_a_warning(tmp_path, backbone, co
     assert not (store.root / HEAD_FILE).exists()
     enc = RouterQueryEncoder(backbone, store.root, routing="head")
     with caplog.at_level(logging.WARNING, logger="router.encoder"):
-        details = enc.encode_queries(["Which datasets evaluate code generation?"]).details
-    assert enc.rule == "pilots" and details[0]["rule"] == "pilots" and "head" not in details[0]
+        routing = enc.encode_queries(["Which datasets evaluate code generation?"]).routing
+    assert enc.rule == "pilots" and routing[0].rule == "pilots" and routing[0].head is None
     assert any("no routing head" in r.message for r in caplog.records)

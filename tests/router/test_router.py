@@ -40,12 +40,12 @@ def test_algorithm1_and_routing_pick_the_planted_experts(planted: ExpertStore, b
             held = list(dict.fromkeys(p.query for p in domains[domain]["held_out"]))
             assert len(held) >= 5
             qv = enc.encode_queries(held)
-            picked = [d["expert"] for d in qv.details]
+            picked = [r.expert for r in qv.routing]
             slack = 3 if weighting == "knn" else 1  # a few nearest neighbours are noisier than centroids
             assert picked.count(domain) >= len(held) - slack, (weighting, domain, picked)
-            for d in qv.details:
-                assert set(d["similarities"]) == {"claims", "cs"}
-                assert d["expert"] == max(d["similarities"], key=d["similarities"].get)
+            for d in qv.routing:
+                assert set(d.similarities) == {"claims", "cs"}
+                assert d.expert == max(d.similarities, key=d.similarities.get)
 
 
 def test_add_and_remove_change_only_that_experts_pilots(planted: ExpertStore, backbone, corpus, domains) -> None:
@@ -112,8 +112,8 @@ def test_passage_vectors_identical_with_and_without_router(
     assert isinstance(enc, QueryEncoder)
     assert (enc.model_id, enc.dim) == (ds.encoder_id, ds.dim)  # searches the base's datastore
     claims = list(scifact_subset["claims"].values())[:8]
-    hits, details = DenseRetriever(ds, enc).search_batch_with_details(claims, k=5)
-    assert details is not None and all(d["expert"] in ("claims", "cs") for d in details)
+    hits, routing = DenseRetriever(ds, enc).search_batch_routed(claims, k=5)
+    assert routing is not None and all(r.expert in ("claims", "cs") for r in routing)
     assert all(len(h) == 5 for h in hits)
     after = embedder.embed(texts)
     assert np.array_equal(before, after)  # loading/merging adapters left the base untouched

@@ -12,9 +12,9 @@ import re
 import pytest
 
 from openscholar.answer import Answer
-from openscholar.engine import AnswerOptions
+from openscholar.answer_steps import AnswerCancelled, accept_edit, parse_feedback
 from openscholar.llm.scripted import ScriptedLLM
-from openscholar.pipeline import AnswerCancelled, accept_edit, parse_feedback
+from openscholar.options import AnswerOptions
 from openscholar.prompts import NO_EVIDENCE
 
 REF_LINE = re.compile(r"^\[(\d+)\] Title: (.*?) Text: (.*)$", re.MULTILINE)
@@ -128,7 +128,7 @@ def test_nothing_relevant_retrieved_says_so(shared_engine, scifact_subset):
     from openscholar.engine import Engine
 
     settings = shared_engine.settings.model_copy(deep=True)
-    settings.pipeline.min_score = 1.5  # cosine scores never reach it: nothing is relevant
+    settings.answer.min_score = 1.5  # cosine scores never reach it: nothing is relevant
     engine = Engine(settings, llm=ScriptedLLM())
     engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
     answer = engine.answer(sorted(scifact_subset["claims"].values())[0])
@@ -141,7 +141,7 @@ def test_context_trimmed_by_whole_passages(shared_engine, scifact_subset):
 
     settings = shared_engine.settings.model_copy(deep=True)
     settings.llm.context_tokens = 300
-    settings.pipeline.max_passage_words = 40
+    settings.answer.max_passage_words = 40
     llm = ScriptedLLM()
     engine = Engine(settings, llm=llm)
     engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
@@ -241,7 +241,7 @@ def _refusing_engine(shared_engine, reply: str):
     from openscholar.engine import Engine
 
     settings = shared_engine.settings.model_copy(deep=True)
-    settings.pipeline.refuse_unsupported = True
+    settings.answer.refuse_unsupported = True
     engine = Engine(settings, llm=ScriptedLLM([reply]))
     engine._embedder, engine._datastore = shared_engine._embedder, shared_engine._datastore
     return engine
@@ -268,3 +268,71 @@ def test_unsupported_claim_keeps_its_verdict(shared_engine, scifact_subset):
     assert answer.text == UNSUPPORTED_VERDICT.format(verdict="False")
     assert answer.verdict == "false" and answer.no_evidence and answer.references == []
     assert "[" not in answer.text
+
+
+# -- time budgets (answer.budgets): a step that runs out returns what it has --------------------------
+def _budget_engine(shared_engine, llm, **budgets: float):
+    from openscholar.engine import Engine
+
+    settings = shared_engine.settings.model_copy(deep=True)
+    settings.answer.budgets = settings.answer.budgets.model_copy(update=budgets)
+    engine = Engine(settings, llm=llm)
+    engine._embedder, engine._datastore, engine._retrievers = (
+        shared_engine._embedder, shared_engine._datastore, shared_engine._retrievers)
+    return engine
+
+
+def test_generation_cut_by_its_budget_keeps_whole_checked_sentences(shared_engine, scifact_subset):
+    question = sorted(scifact_subset["claims"].values())[0]
+    draft = ("Short first claim about the question here [0]. " + "A much longer second sentence that keeps going "
+             "and going well past the point where the time budget of the generation step has run out [1].")
+    llm = ScriptedLLM([draft], seconds_per_word=0.02)  # 36 words: 0.72 s; the budget allows 0.2 s (10 words)
+    answer = _budget_engine(shared_engine, llm, generate_s=0.2).answer(question, AnswerOptions(feedback=True))
+    assert answer.partial and answer.partial_step == "generate"
+    assert [t.step for t in answer.trace] == ["retrieve", "generate", "verify"]  # no feedback after running out
+    assert "second sentence" not in answer.text and "keeps going" not in answer.text
+    assert answer.sentences and answer.sentences[0].text.startswith("Short first claim")
+    assert answer.trace[1].detail["out_of_time"] is True
+
+
+def test_feedback_out_of_time_returns_the_checked_draft(shared_engine, scifact_subset):
+    question = sorted(scifact_subset["claims"].values())[0]
+    llm = ScriptedLLM([lambda m: None, "Feedback: " + "word " * 200], seconds_per_word=0.001)
+    answer = _budget_engine(shared_engine, llm, feedback_s=0.05).answer(question, AnswerOptions())
+    assert answer.partial and answer.partial_step == "feedback"
+    assert [k for k, _ in llm.calls] == ["answer", "feedback"] and answer.edits == []
+    assert answer.trace[-1].step == "verify" and answer.references  # the draft was verified and kept
+    _assert_citations_resolve(answer)
+
+
+def test_nothing_written_in_time_is_an_explicit_partial_answer(shared_engine, scifact_subset):
+    from openscholar.prompts import OUT_OF_TIME
+
+    question = sorted(scifact_subset["claims"].values())[0]
+    llm = ScriptedLLM(["Anything at all."], seconds_per_word=1.0)
+    answer = _budget_engine(shared_engine, llm, generate_s=0.05).answer(question, AnswerOptions())
+    assert answer.partial and answer.partial_step == "generate" and answer.text == OUT_OF_TIME
+    assert answer.references == [] and len(answer.passages) == 5 and answer.no_evidence
+
+
+def test_verification_out_of_time_never_shows_an_unchecked_citation(shared_engine, scifact_subset):
+    question = sorted(scifact_subset["claims"].values())[0]
+    answer = _budget_engine(shared_engine, ScriptedLLM(), verify_s=1e-9).answer(question, AnswerOptions(feedback=False))
+    assert answer.partial and answer.partial_step == "verify"
+    assert answer.references == [] and not re.search(r"\[\d+\]", answer.text)
+    assert all(not s.supported and s.removed for s in answer.sentences)
+
+
+def test_supplied_passages_are_validated_where_the_request_enters():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="non-empty 'text'"):
+        AnswerOptions(passages=[{"title": "t", "text": "   "}])
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        AnswerOptions(passages=[{"text": "ok", "doi": "10.1/x"}])
+    with pytest.raises(ValidationError):
+        AnswerOptions(passages=[{"text": "ok", "passage_id": 3}])
+    with pytest.raises(ValidationError):
+        AnswerOptions(max_tokens=10**6)
+    ok = AnswerOptions(passages=[{"text": " kept ", "year": 2001, "authors": ["A. B."]}])
+    assert ok.passages is not None and ok.passages[0].text == "kept" and ok.passages[0].authors == ["A. B."]
