@@ -113,7 +113,12 @@ def configure(settings: Settings) -> Celery:
         celery.amqp._producer_pool = None
     transport_options: dict[str, Any] = {}
     if is_embedded(settings):
+        from sqlalchemy.pool import NullPool
+
         _wal_for_embedded_broker(embedded_dir(settings) / "broker.sqlite")
+        # kombu keeps a session per channel and a channel per pooled connection; a pooled SQLAlchemy
+        # engine (15 connections) ran dry under a batch hand-over. SQLite connections are cheap: no pool.
+        transport_options = {"poolclass": NullPool}
     if broker.startswith(("redis://", "rediss://")):
         transport_options = {
             "visibility_timeout": svc.visibility_timeout_s,

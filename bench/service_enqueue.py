@@ -31,8 +31,13 @@ sys.path.insert(0, str(REPO / "tests" / "api"))
 def broker_size(queue: str) -> int:
     from api.celery_app import celery
 
+    from amqp.exceptions import ChannelError
+
     with celery.connection_for_write() as conn:
-        return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        try:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        except ChannelError:  # Redis: no list yet (nothing published)
+            return 0
 
 
 def run_mode(mode: str, n: int, redis_url: str) -> dict[str, Any]:
