@@ -97,7 +97,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=1000)
     parser.add_argument("--modes", default="embedded,redis")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "service_enqueue.json")
     args = parser.parse_args()
     load_before = os.getloadavg()

@@ -335,7 +335,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenarios", default="embedded-kill,serve-restart,worker-kill,redis-restart,llm-down")
     parser.add_argument("--modes", default="embedded,redis", help="Modes of embedded-kill and serve-restart.")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="Broker for the Redis-mode scenarios.")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/13", help="Broker for the Redis-mode scenarios.")
     parser.add_argument("--private-redis-port", type=int, default=6390)
     parser.add_argument("--datastore", default=None, help="Datastore (default: settings' datastore.path).")
     parser.add_argument("--jobs", type=int, default=50)
