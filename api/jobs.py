@@ -149,8 +149,8 @@ def steps_from_flat(flat: dict[str, float]) -> dict[str, dict[str, Any]]:
 
 
 # The two backends (imported last: they build on the names above).
-from api.store_redis import RedisJobStore  # noqa: E402
-from api.store_sqlite import SQLiteJobStore  # noqa: E402
+from api.store_redis import RedisJobStore
+from api.store_sqlite import SQLiteJobStore
 
 __all__ = ["STATES", "STEP_BUCKETS", "TERMINAL", "Job", "JobStatus", "JobStore", "RedisJobStore", "SQLiteJobStore",
            "bucket_of", "new_id", "progress_of", "steps_from_flat", "unavailable"]

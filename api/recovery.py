@@ -112,7 +112,7 @@ class Recovery:
                 self.run_once()
             except ScholarError as exc:
                 log.debug("recovery pass skipped: %s", exc)  # the store is down; /readyz says so
-            except Exception:  # noqa: BLE001 - never let the loop die
+            except Exception:  # never let the loop die
                 log.exception("recovery pass failed")
 
     def run_once(self) -> dict[str, int]:

@@ -29,9 +29,9 @@ sys.path.insert(0, str(REPO / "tests" / "api"))
 
 
 def broker_size(queue: str) -> int:
-    from api.celery_app import celery
-
     from amqp.exceptions import ChannelError
+
+    from api.celery_app import celery
 
     with celery.connection_for_write() as conn:
         try:

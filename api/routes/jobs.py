@@ -161,10 +161,11 @@ async def cancel_job(job_id: str, rt: Rt, principal: Caller) -> JobOut:
     job = await get_visible(rt, job_id, principal)
     if job.status not in TERMINAL:
         # Queued: cancelled now (the worker skips it); running: the worker stops at the next step.
-        (job,) = await run_in_threadpool(rt.store.cancel, [job_id])
-        if job is not None and job.status == "cancelled":
+        (after,) = await run_in_threadpool(rt.store.cancel, [job_id])
+        if after is not None and after.status == "cancelled":
             await run_in_threadpool(rt.store.record_outcome, "cancelled")
-    return await job_out(rt, job or await get_visible(rt, job_id, principal))
+        job = after or job
+    return await job_out(rt, job)
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:
