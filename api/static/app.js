@@ -55,12 +55,14 @@ function stepDetail(ev) {
   const d = ev.detail || {};
   if (ev.step === "retrieve" && typeof d.passages === "number") return d.passages + " passages found";
   if (ev.step === "retrieve" && Array.isArray(d.new_references)) return d.new_references.length + " new passages";
-  if (ev.step === "feedback" && Array.isArray(d.items)) return d.items.length ? d.items.length + " suggestions" : "no changes suggested";
+  if (ev.step === "feedback" && Array.isArray(d.items)) {
+    return d.items.length ? d.items.length + (d.items.length === 1 ? " suggestion" : " suggestions") : "no changes suggested";
+  }
   if (ev.step === "edit" && typeof d.kept === "boolean") return d.kept ? "revision kept" : "revision rejected (" + (d.reason || "") + ")";
   if (ev.step === "verify" && typeof d.sentences === "number") {
     let text = (d.supported || 0) + " of " + d.sentences + " sentences supported";
     if (d.contradicted) text += ", " + d.contradicted + " contradicted";
-    if (d.attributed) text += ", " + d.attributed + " citations added";
+    if (d.attributed) text += ", " + d.attributed + (d.attributed === 1 ? " citation" : " citations") + " added by verification";
     return text;
   }
   return "";
