@@ -62,6 +62,12 @@ def root(
         # The handler filters too: a library that sets its own logger to DEBUG (bm25s does) would
         # otherwise print its debug lines through the root handler.
         handler.setLevel(level)
+    if not sys.stderr.isatty():
+        # Progress bars only on a terminal: Hugging Face libraries draw theirs ("Loading weights") into
+        # logs otherwise. Done before they are imported (transformers reads this once, at import).
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     ctx.obj = CliState(config=config)
 
 
