@@ -193,7 +193,9 @@ def _run(job_id: str, owner: str, lease: _Lease) -> str:
         result["bibtex"] = answer.to_bibtex()
         problem = answer_problem(result)
         if problem is not None:
-            error = {"error": "UnusableAnswer", "kind": "internal", "retryable": False, "message": problem,
+            # 422 for /v1/answer: the question (or the passages given) led to no usable answer; not a fault of
+            # the service (a 5xx), and asking the same again gives the same (greedy decoding).
+            error = {"error": "UnusableAnswer", "kind": "invalid_input", "retryable": False, "message": problem,
                      "hint": "ask again with a more specific question, or use a larger model (llm.backend=openai)"}
             return _finish(job_id, "failed", error=error, progress={**job.progress, "step": "done", "status": "done"})
         return _finish(job_id, "succeeded", result=result, error=None,
