@@ -199,7 +199,8 @@ async def job_events(job_id: str, request: Request, rt: Rt, principal: Caller,
             except ApiError as exc:
                 yield sse("error", exc.to_dict())
                 return
-            if job is not None and job.status not in TERMINAL and (job.status, position) != shown:
+            consistent = job is not None and not (job.status == "queued" and position is None)  # taken meanwhile
+            if consistent and job is not None and job.status not in TERMINAL and (job.status, position) != shown:
                 shown = (job.status, position)  # `status` events carry no id: they are not replayed
                 yield sse("status", {"status": job.status, "queue_position": position})
             for event in events:
