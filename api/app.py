@@ -1,7 +1,8 @@
 """The FastAPI app: ``create_app(settings)`` builds one API process (``openscholar serve`` runs it).
 
-/v1 routes need `Authorization: Bearer KEY`; /healthz, /readyz, /metrics, /docs and the web page
-at / do not. Search runs in this process; answers run on Celery workers.
+/v1 routes need `Authorization: Bearer KEY`; /healthz, /readyz, /metrics, /docs, /redoc and the web
+page at / do not. Search runs in this process; answers run on Celery workers. Each API process also
+runs the recovery loop (``api/recovery.py``) that takes back jobs whose worker died.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -20,10 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from api import celery_app
 from api.auth import Authenticator
 from api.deps import Runtime
+from api.docs import install_docs
 from api.errors import install_error_handler
 from api.limits import BodySizeLimit
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
+from api.recovery import Dispatcher, Recovery
 from api.routes import batches, health, jobs, search
 from openscholar.settings import Settings
 
@@ -37,14 +41,24 @@ def create_app(settings: Settings, *, engine: object | None = None, warm: bool =
 
     svc = settings.service
     celery_app.configure(settings)
+    store = celery_app.store()
+    metrics = Metrics()
+    dispatcher = Dispatcher(store)
     runtime = Runtime(
         settings=settings,
         engine=engine or Engine.from_settings(settings),
-        store=celery_app.store(),
+        store=store,
         auth=Authenticator(settings),
         limiter=RateLimiter(svc.rate_limit_per_minute, svc.rate_limit_burst),
-        metrics=Metrics(),
+        questions=RateLimiter(svc.question_rate_per_minute, svc.question_burst, unit="questions"),
+        anonymous=RateLimiter(svc.anon_rate_limit_per_minute, svc.anon_rate_limit_burst,
+                              what="a client address without a valid key may send"),
+        metrics=metrics,
+        dispatcher=dispatcher,
     )
+    metrics.watch_store(store)
+    recovery = Recovery(store, dispatcher, interval_s=svc.recovery_interval_s, max_retries=svc.max_retries,
+                        lease_s=svc.job_lease_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,16 +67,25 @@ def create_app(settings: Settings, *, engine: object | None = None, warm: bool =
                 await run_in_threadpool(runtime.engine.search, "warm up", 1)
             except Exception as exc:  # noqa: BLE001 - /readyz reports it; the process still serves health
                 log.warning("warm-up search failed: %s", exc)
-        yield
+        recovery.start()
+        try:
+            yield
+        finally:
+            recovery.stop()
+            dispatcher.stop()
 
     app = FastAPI(
         title="OpenScholar",
         version="1",
         summary="Scientific question answering over the literature with checked citations.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
+    app.state.recovery = recovery
     install_error_handler(app)
+    install_docs(app)
     app.include_router(search.router)
     app.include_router(jobs.router)
     app.include_router(batches.router)
@@ -73,6 +96,14 @@ def create_app(settings: Settings, *, engine: object | None = None, warm: bool =
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    build_spec = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = batches.add_schemas(build_spec())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(MetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=svc.max_request_bytes)
     if svc.cors_origins:

@@ -1,13 +1,14 @@
 """API keys: created by `openscholar keys create`, stored only as SHA-256 hashes in a small SQLite file.
 
 A key is ``osk_`` + 32 random URL-safe bytes; the store keeps its hash, a name and whether it was
-revoked. Lookups are cached for a few seconds so the hot path (every request) costs no disk read.
+revoked, in a file only its owner may read (0600; SQLite gives its journal files the same mode). Lookups are cached for a few seconds so the hot path (every request) costs no disk read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 import sqlite3
 import threading
@@ -37,6 +38,13 @@ class Principal:
         return self.key_hash[:32] if self.key_hash else self.name
 
 
+def _private(path: Path) -> None:
+    """Create the keys file readable by its owner only (0600), and tighten one created before."""
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -51,6 +59,7 @@ class KeyStore:
     def __init__(self, path: Path, cache_s: float = 5.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private(self.path)
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._cache_s = cache_s
         self._lock = threading.Lock()

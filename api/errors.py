@@ -49,9 +49,10 @@ class RateLimited(ApiError):
     status = 429
     retryable = True
 
-    def __init__(self, retry_after_s: float, limit_per_minute: float) -> None:
+    def __init__(self, retry_after_s: float, limit_per_minute: float, what: str = "this key may send",
+                 unit: str = "requests") -> None:
         super().__init__(
-            f"rate limit exceeded: this key may send {limit_per_minute:g} requests per minute",
+            f"rate limit exceeded: {what} {limit_per_minute:g} {unit} per minute",
             hint=f"retry after {math.ceil(retry_after_s)} s",
         )
         self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}

@@ -79,12 +79,17 @@ class JobOut(BaseModel):
     retries: int = 0
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = Field(None, description="The Answer (plus 'bibtex') when succeeded.")
+    queue_position: int | None = Field(None, description="While queued: 1 = the next job a worker takes.")
+    partial: bool = Field(False, description="Succeeded with a partial answer: a step ran out of its time budget.")
+    cancel_requested: bool = False
     links: dict[str, str] = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, job: Job) -> JobOut:
+    def of(cls, job: Job, queue_position: int | None = None) -> JobOut:
         return cls(
             id=job.id, status=job.status, question=job.question, progress=job.progress, batch_id=job.batch_id,
+            queue_position=queue_position, cancel_requested=job.cancel_requested,
+            partial=bool(job.status == "succeeded" and (job.result or {}).get("partial")),
             created_at=job.created_at, updated_at=job.updated_at, started_at=job.started_at,
             finished_at=job.finished_at, attempts=job.attempts, retries=job.retries, error=job.error,
             result=job.result if job.status == "succeeded" else None,
@@ -95,7 +100,16 @@ class JobOut(BaseModel):
 class BatchCreated(BaseModel):
     id: str
     total: int
+    job_ids: list[str] = Field(default_factory=list, description="The batch's jobs, in submission order.")
     links: dict[str, str]
+
+
+class BatchJob(BaseModel):
+    """One job of a batch: its id and state (the full job at /v1/jobs/{id})."""
+
+    id: str
+    status: str
+    error: str | None = Field(None, description="The error message when failed.")
 
 
 class BatchOut(BaseModel):
@@ -104,6 +118,7 @@ class BatchOut(BaseModel):
     counts: dict[str, int] = Field(description="Jobs per state: queued, running, succeeded, failed, cancelled.")
     done: bool
     created_at: float
+    jobs: list[BatchJob] = Field(default_factory=list, description="Every job of the batch, in submission order.")
     links: dict[str, str]
 
 

@@ -1,4 +1,8 @@
-"""Per-key rate limits: a token bucket per key in this API process (429 + Retry-After when empty)."""
+"""Rate limits: a token bucket per key (or client address) in this API process (429 + Retry-After).
+
+Three buckets per caller (``api/deps.py``): requests per key, questions per key (a batch of n
+questions takes n tokens), and requests per client address for callers without a valid key.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from api.errors import RateLimited
 class RateLimiter:
     """``burst`` requests at once, refilled at ``per_minute`` / 60 per second."""
 
-    def __init__(self, per_minute: float, burst: int) -> None:
-        self.per_minute = per_minute
+    def __init__(self, per_minute: float, burst: int, what: str = "this key may send", unit: str = "requests") -> None:
+        self.per_minute, self.what, self.unit = per_minute, what, unit
         self.rate = per_minute / 60.0
         self.burst = float(burst)
         self._buckets: dict[str, tuple[float, float]] = {}
@@ -30,4 +34,4 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             if len(self._buckets) > 100_000:
                 self._buckets.clear()
-        raise RateLimited((cost - tokens) / self.rate, self.per_minute)
+        raise RateLimited((cost - tokens) / self.rate, self.per_minute, self.what, self.unit)

@@ -50,9 +50,10 @@ class _Handler(BaseHTTPRequestHandler):
         time.sleep(self.server.delay_s)
         completion = ScriptedLLM().complete(body.get("messages") or [])
         self.server.calls += 1
+        text = completion.text if self.server.reply is None else self.server.reply
         self._send(200, {
             "id": f"chatcmpl-{self.server.calls}", "object": "chat.completion", "model": body.get("model", "scripted"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": completion.text},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens},
         })
@@ -65,6 +66,7 @@ class StubServer(ThreadingHTTPServer):
     def __init__(self, port: int, delay_s: float = 0.0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.delay_s = delay_s
+        self.reply: str | None = None  # set: every completion is this text (empty or garbled answers)
         self.calls = 0
         self._thread: threading.Thread | None = None
 

@@ -57,7 +57,18 @@ def root(
     config: Path = typer.Option(None, "--config", help="Config file (TOML, YAML or JSON).", envvar=None),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        # The handler filters too: a library that sets its own logger to DEBUG (bm25s does) would
+        # otherwise print its debug lines through the root handler.
+        handler.setLevel(level)
+    if not sys.stderr.isatty():
+        # Progress bars only on a terminal: Hugging Face libraries draw theirs ("Loading weights") into
+        # logs otherwise. Done before they are imported (transformers reads this once, at import).
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     ctx.obj = CliState(config=config)
 
 

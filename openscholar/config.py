@@ -177,6 +177,19 @@ class ServiceConfig(StrictModel):
     keys_db: Path | None = Field(None, description="SQLite file of hashed API keys; None: cache_dir/api_keys.sqlite.")
     rate_limit_per_minute: float = Field(120.0, gt=0, description="Requests per minute allowed per API key.")
     rate_limit_burst: int = Field(30, ge=1, description="Requests a key may send at once before the rate applies.")
+    question_rate_per_minute: float = Field(
+        120.0, gt=0, description="Questions per minute a key may queue (a batch of n questions counts n)."
+    )
+    question_burst: int = Field(
+        1000, ge=1, description="Questions a key may queue at once before the question rate applies (>= one full batch)."
+    )
+    anon_rate_limit_per_minute: float = Field(
+        60.0, gt=0, description="Requests per minute per client address without a valid key (401s are limited too)."
+    )
+    anon_rate_limit_burst: int = Field(20, ge=1, description="Unauthenticated requests a client address may send at once.")
+    max_answer_tokens: int = Field(
+        4096, ge=1, description="Largest options.max_tokens a request may ask for (422 above)."
+    )
     max_request_bytes: int = Field(
         2_000_000, ge=1024, description="Largest request body accepted (413 above it); bounds batch uploads too."
     )
@@ -190,7 +203,10 @@ class ServiceConfig(StrictModel):
         30.0, ge=0, description="How long POST /v1/answer waits for the worker before answering 202 with a job id."
     )
     job_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="How long job state, events and results are kept.")
-    soft_time_limit_s: float = Field(600.0, gt=0, description="A job is stopped cleanly (failed, timed out) after this.")
+    soft_time_limit_s: float = Field(
+        600.0, gt=0, description="A job is stopped (failed, timed out) after this; kept at least 60 s above "
+        "answer.budgets total_s + verify_s, so the loop's budget runs out first and returns a partial answer."
+    )
     hard_time_limit_s: float = Field(660.0, gt=0, description="The worker process running a job is killed after this.")
     max_retries: int = Field(3, ge=0, description="Retries of a job after a retryable error (LLM down, store down).")
     retry_backoff_s: float = Field(5.0, ge=0, description="First retry delay; doubles on each further retry.")
@@ -201,6 +217,17 @@ class ServiceConfig(StrictModel):
         900.0, gt=0, description="Redis broker: a job taken by a worker that vanished is redelivered after this."
     )
     worker_concurrency: int = Field(1, ge=1, description="Worker processes per `openscholar worker` (each loads models).")
+    worker_heartbeat_s: float = Field(5.0, gt=0, description="How often each worker process tells the job store it is alive.")
+    worker_stale_s: float = Field(
+        30.0, gt=0, description="/readyz is 503 when no worker has sent a heartbeat within this many seconds."
+    )
+    recovery_interval_s: float = Field(
+        5.0, gt=0, description="How often the API takes back jobs whose worker died (lapsed lease) and hands over "
+        "stored jobs the broker never got."
+    )
+    embedded_restart_max_s: float = Field(
+        60.0, gt=0, description="Longest wait before `serve` restarts its embedded worker (backoff 1, 2, 4 ... s)."
+    )
     embedded_worker_stop_s: float = Field(
         10.0, gt=0, description="How long `serve`'s embedded worker may take to stop (finish its job) before it is killed."
     )

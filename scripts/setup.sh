@@ -8,6 +8,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 PIP=".venv/bin/pip --disable-pip-version-check -q"
+# pip -q still relays the build backend's notices (setuptools' "Editable installation" banner); hide
+# those, not errors. pip draws no progress bars with -q, terminal or not.
+export PYTHONWARNINGS="ignore:Editable installation"
 stamp=.venv/.installed-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   $PIP install --upgrade pip 2>&1 | grep -v "is ignored" || true

@@ -1,4 +1,4 @@
-"""/healthz (alive), /readyz (datastore, job store, broker, LLM), /metrics (Prometheus)."""
+"""/healthz (alive), /readyz (datastore, job store, broker, LLM, a live worker), /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -26,9 +26,23 @@ def _check(fn: Any) -> dict[str, Any]:
 
 
 def _datastore(rt: Runtime) -> str:
-    ds = rt.engine.datastore
-    n = getattr(ds, "num_passages", None) or getattr(ds, "count", None) or getattr(ds, "ntotal", None)
-    return f"open ({n} passages)" if isinstance(n, int) else "open"
+    return f"open ({len(rt.engine.datastore)} passages)"
+
+
+def _workers(rt: Runtime) -> str:
+    """Ready only while some worker process has said, within worker_stale_s, that it can take jobs."""
+    bound = rt.settings.service.worker_stale_s
+    beats = rt.store.workers()
+    alive = [w for w in beats if w["age_s"] <= bound]
+    if alive:
+        return f"{len(alive)} worker process(es) alive (last heartbeat {alive[0]['age_s']:.0f} s ago)"
+    if beats:
+        last = beats[0]
+        raise RuntimeError(f"no worker has sent a heartbeat in the last {bound:g} s (the last one, from "
+                           f"{last['worker']}, was {last['age_s']:.0f} s ago): the workers are down or stuck; "
+                           "see the worker log or `openscholar serve`'s log")
+    raise RuntimeError("no worker has sent a heartbeat yet: start `openscholar worker` (an embedded worker sends "
+                       "its first once its models are loaded)")
 
 
 def _store(rt: Runtime) -> str:
@@ -65,6 +79,7 @@ def readiness(rt: Runtime) -> dict[str, dict[str, Any]]:
         "job_store": _check(lambda: _store(rt)),
         "broker": _check(lambda: _broker(rt)),
         "llm": _check(lambda: _llm(rt)),
+        "workers": _check(lambda: _workers(rt)),
     }
 
 
@@ -73,7 +88,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Readiness, summary="Ready: datastore open, broker and LLM reachable",
+@router.get("/readyz", response_model=Readiness, summary="Ready: datastore open, store, broker and LLM reachable, a worker alive",
             responses={503: {"model": Readiness, "description": "Not ready; see the failing check."}})
 async def readyz(rt: Rt) -> JSONResponse:
     checks = await run_in_threadpool(readiness, rt)

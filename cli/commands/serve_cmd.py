@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
-import subprocess
 import sys
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from cli.common import err, out, print_json, settings, state
+
+if TYPE_CHECKING:
+    from api.embedded import EmbeddedWorker
 
 keys_app = typer.Typer(help="API keys for the HTTP service (stored hashed).", no_args_is_help=True)
 
@@ -30,7 +34,8 @@ def serve(
     import uvicorn
 
     from api.app import create_app
-    from api.celery_app import is_embedded
+    from api.celery_app import build_store, embedded_dir, is_embedded
+    from api.embedded import EmbeddedWorker
 
     s = settings(ctx)
     host = host or s.service.host
@@ -41,57 +46,30 @@ def serve(
     # found; with the default one the process dies on the spot and the `finally` below never runs (the
     # embedded worker was left running). Raising SystemExit instead unwinds through it.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    worker: subprocess.Popen[bytes] | None = None
+    worker: EmbeddedWorker | None = None
     try:
         if embedded_worker:
-            worker = _start_embedded_worker(state(ctx).config)
-            err.print(f"started an embedded worker (pid {worker.pid})")
+            worker = EmbeddedWorker(
+                _worker_cmd(state(ctx).config), service_dir=embedded_dir(s), queue=s.service.queue,
+                store=build_store(s), max_backoff_s=s.service.embedded_restart_max_s,
+                stop_s=s.service.embedded_worker_stop_s,
+            ).start()
+            err.print(f"started an embedded worker (pid {worker.pid}); it is restarted if it dies")
         uvicorn.run(create_app(s), host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
     finally:
         if worker is not None:
-            _stop_embedded_worker(worker, s.service.embedded_worker_stop_s)
+            worker.stop()
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _start_embedded_worker(config: object) -> subprocess.Popen[bytes]:
-    """Start `openscholar worker` tied to this process: it stops when `serve` stops, however `serve` ends."""
-    cmd = [sys.executable, "-m", "cli", *(["--config", str(config)] if config else []),
-           "worker", "--parent-pid", str(os.getpid())]
-    # Its own process group, so that (1) only `serve` decides when the worker stops: a signal to serve's
-    # group (Ctrl-C, a supervisor) no longer also hits Celery's pool processes directly, which the worker
-    # then restarted in the middle of its shutdown; and (2) `serve` can SIGKILL the worker with its pool
-    # in one call. If `serve` dies without running its `finally` (SIGKILL), the worker's parent-death
-    # signal (set by `--parent-pid`) stops it.
-    return subprocess.Popen(cmd, process_group=0)
-
-
-def _stop_embedded_worker(worker: subprocess.Popen[bytes], stop_s: float) -> None:
-    """SIGTERM (Celery's warm shutdown), then SIGKILL to the worker's whole group if it is still there."""
-    if worker.poll() is not None:
-        return
-    # The main process only: its warm shutdown stops the pool processes itself.
-    worker.terminate()
-    try:
-        # The worker kills itself stop_s after a shutdown starts (see _exit_with_parent); the margin
-        # covers its start-up, before that timer can be armed.
-        worker.wait(stop_s + 5)
-    except subprocess.TimeoutExpired:
-        _kill_group(worker)
-    except BaseException:  # a second Ctrl-C or SIGTERM while waiting: stop waiting, kill, go on exiting
-        _kill_group(worker)
-        raise
-
-
-def _kill_group(worker: subprocess.Popen[bytes]) -> None:
-    # Only while the worker (the group's leader) is unreaped, so the group id cannot name anyone else.
-    try:
-        os.killpg(worker.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    worker.wait()
+def _worker_cmd(config: object) -> list[str]:
+    """`openscholar worker` tied to this process: if `serve` dies without stopping it (SIGKILL), the
+    worker's parent-death signal (set by `--parent-pid`) stops it."""
+    return [sys.executable, "-m", "cli", *(["--config", str(config)] if config else []),
+            "worker", "--parent-pid", str(os.getpid())]
 
 
 def _exit_with_parent(parent_pid: int, stop_s: float) -> None:
@@ -144,6 +122,8 @@ def worker(
     app = configure(s)
     import api.tasks  # noqa: F401 - registers the task
 
+    for handler in logging.getLogger().handlers:  # Celery logs through the root handler at --log-level
+        handler.setLevel(log_level.upper())
     n = concurrency or s.service.worker_concurrency
     node = name or f"openscholar@%h-{os.getpid()}"
     err.print(f"worker {node}: broker {_redact(broker_url(s))}, datastore {s.datastore_path}, {n} process(es)")

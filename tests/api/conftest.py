@@ -134,7 +134,7 @@ class WorkerProcess:
                                      start_new_session=True)
         return self
 
-    def wait_ready(self, timeout: float = 90) -> WorkerProcess:
+    def wait_ready(self, timeout: float = 300) -> WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
@@ -202,7 +202,8 @@ def service(small_datastore: Path, tmp_path_factory: pytest.TempPathFactory, red
 
     cache = tmp_path_factory.mktemp("svc")
     env = service_env(small_datastore, cache, OPENSCHOLAR_SERVICE__RATE_LIMIT_PER_MINUTE="100000",
-                      OPENSCHOLAR_SERVICE__RATE_LIMIT_BURST="100000")
+                      OPENSCHOLAR_SERVICE__RATE_LIMIT_BURST="100000", OPENSCHOLAR_SERVICE__QUESTION_BURST="100000",
+                      OPENSCHOLAR_SERVICE__QUESTION_RATE_PER_MINUTE="100000")
     worker = WorkerProcess(env, cache / "worker.log").start()
     settings = load(env)
     app = create_app(settings)

@@ -116,8 +116,11 @@ def test_health_ready_metrics_docs(service: dict, alice: Client) -> None:
     ready = httpx.get(url + "/readyz")
     assert ready.status_code == 200, ready.text
     checks = ready.json()["checks"]
-    assert set(checks) == {"datastore", "job_store", "broker", "llm"} and all(c["ok"] for c in checks.values())
-    assert "400 passages" in checks["datastore"]["detail"] or "open" in checks["datastore"]["detail"]
+    assert set(checks) == {"datastore", "job_store", "broker", "llm", "workers"}, checks
+    assert all(c["ok"] for c in checks.values()), checks
+    n = len(service["app"].state.runtime.engine.datastore)
+    assert checks["datastore"]["detail"] == f"open ({n} passages)" and n >= 200
+    assert "worker process(es) alive" in checks["workers"]["detail"]
     alice.post("/v1/search", json={"query": "insulin", "k": 2})
     metrics = httpx.get(url + "/metrics").text
     assert 'openscholar_http_requests_total{method="POST",route="/v1/search",status="200"}' in metrics
@@ -125,7 +128,6 @@ def test_health_ready_metrics_docs(service: dict, alice: Client) -> None:
     spec = httpx.get(url + "/openapi.json").json()
     assert {"/v1/search", "/v1/answer", "/v1/jobs", "/v1/jobs/{job_id}/events", "/v1/batches",
             "/v1/batches/{batch_id}/results", "/readyz"} <= set(spec["paths"])
-    assert httpx.get(url + "/docs").status_code == 200
     page = httpx.get(url + "/")
     assert page.status_code == 200 and "<title>OpenScholar</title>" in page.text
     json.dumps(spec)
@@ -150,3 +152,28 @@ def test_keys_create_prints_the_key_last(service: dict, tmp_path) -> None:
     resp = httpx.post(service["url"] + "/v1/search", json={"query": "sleep", "k": 1},
                       headers={"Authorization": f"Bearer {key}"})
     assert resp.status_code == 200
+
+
+def test_docs_and_redoc_work_offline(service: dict) -> None:
+    """Both pages load their scripts and styles from this server (a package's files), never a CDN."""
+    import re
+
+    url = service["url"]
+    for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        html = httpx.get(url + page).text
+        refs = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', html)
+        assert refs and all(r.startswith("/") for r in refs), (page, refs)
+        assert "http" not in " ".join(refs) and "cdn" not in html.lower(), page
+        for asset in assets:
+            body = httpx.get(f"{url}/docs-assets/{asset}")
+            assert body.status_code == 200 and len(body.content) > 100_000, asset
+            assert f"/docs-assets/{asset}" in refs
+
+
+def test_keys_file_is_private(service: dict) -> None:
+    import stat
+
+    from api.auth import keys_db_path
+
+    path = keys_db_path(service["settings"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

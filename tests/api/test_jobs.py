@@ -44,7 +44,10 @@ def test_job_events_stream_steps_then_result(alice: Client) -> None:
             elif line.startswith("data: "):
                 events.append((name, json.loads(line[6:])))
     kinds = [k for k, _ in events]
-    assert kinds[-1] == "result" and kinds[:-1] and set(kinds[:-1]) == {"step"}
+    assert kinds[-1] == "result" and "step" in kinds and set(kinds[:-1]) <= {"status", "step"}, kinds
+    states = [e for k, e in events if k == "status"]
+    assert states and states[0]["status"] in ("queued", "running"), states
+    assert all((e["status"] == "queued") == (e["queue_position"] is not None) for e in states), states
     steps = [e for k, e in events if k == "step"]
     assert {"step", "status", "elapsed_ms"} <= set(steps[0])
     assert steps[0]["status"] == "started"
@@ -144,3 +147,96 @@ def test_batch_results_are_partial_while_running(service: dict, alice: Client) -
     rows = [json.loads(x) for x in alice.get(f"/v1/batches/{batch_id}/results").text.strip().splitlines()]
     assert [r["id"] for r in rows] == [jobs[0].id, jobs[1].id] and rows[0]["error"]["message"] == "x"
     assert alice.get(f"/v1/batches/{batch_id}").json()["done"] is True
+
+
+def _stored_batch(service: dict, n: int) -> tuple[str, list]:
+    """A batch stored directly (no worker sees it): its jobs stay queued until the test moves them."""
+    from api.celery_app import store
+    from api.jobs import Job, new_id
+
+    owner = hash_key(service["keys"]["alice"])[:32]
+    batch_id = new_id("batch")
+    jobs = [Job(id=new_id("job"), question=f"q{i}?", owner=owner, batch_id=batch_id) for i in range(n)]
+    store().create(jobs, batch_id, owner)
+    store().mark_dispatched([j.id for j in jobs])
+    return batch_id, jobs
+
+
+def test_batch_lists_its_jobs_and_cancel_stops_what_has_not_finished(service: dict, alice: Client) -> None:
+    from api.celery_app import store
+
+    batch_id, jobs = _stored_batch(service, 4)
+    positions = [alice.get(f"/v1/jobs/{j.id}").json()["queue_position"] for j in jobs]
+    assert all(p is not None for p in positions) and positions == sorted(positions), positions
+    assert positions[1:] == [positions[0] + i for i in range(1, 4)], positions
+    store().update(jobs[0].id, status="succeeded", result={"text": "done [0]"})
+    store().update(jobs[1].id, status="running")
+    state = alice.get(f"/v1/batches/{batch_id}").json()
+    assert [(j["id"], j["status"]) for j in state["jobs"]] == [
+        (jobs[0].id, "succeeded"), (jobs[1].id, "running"), (jobs[2].id, "queued"), (jobs[3].id, "queued")]
+    assert alice.get(f"/v1/jobs/{jobs[1].id}").json()["queue_position"] is None
+    cancelled = alice.delete(f"/v1/batches/{batch_id}")
+    assert cancelled.status_code == 200, cancelled.text
+    got = {j["id"]: j["status"] for j in cancelled.json()["jobs"]}
+    assert got == {jobs[0].id: "succeeded", jobs[1].id: "running", jobs[2].id: "cancelled", jobs[3].id: "cancelled"}
+    assert alice.get(f"/v1/jobs/{jobs[1].id}").json()["cancel_requested"] is True, "the running job is asked to stop"
+    assert alice.get(f"/v1/jobs/{jobs[0].id}").json()["result"] == {"text": "done [0]"}, "finished work is kept"
+    bob = Client(service["url"], service["keys"]["bob"])
+    assert bob.delete(f"/v1/batches/{batch_id}").status_code == 404
+
+
+def test_a_batch_of_1000_is_accepted_with_its_job_ids(alice: Client) -> None:
+    start = time.perf_counter()
+    resp = alice.post("/v1/batches", json={"questions": [f"Does drug {i} lower blood pressure?" for i in range(1000)],
+                                           "options": {"feedback": False}})
+    took = time.perf_counter() - start
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["total"] == 1000 and len(set(body["job_ids"])) == 1000
+    state = alice.delete(f"/v1/batches/{body['id']}").json()  # do not make the session's worker answer them
+    assert len(state["jobs"]) == 1000 and state["counts"]["cancelled"] >= 990, state["counts"]
+    print(f"1,000-question batch accepted in {took:.2f} s (bench/service_enqueue.py measures it)")
+
+
+def test_metrics_report_outcomes_queue_and_step_durations(service: dict, alice: Client) -> None:
+    import httpx
+
+    job = alice.post("/v1/jobs", json={"question": QUESTION, "options": {"feedback": False}}).json()
+    assert alice.wait_job(job["id"])["status"] == "succeeded"
+    text = httpx.get(service["url"] + "/metrics").text
+    lines = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+             if line and not line.startswith("#")}
+    assert lines['openscholar_jobs_finished_total{status="succeeded"}'] >= 1
+    assert "openscholar_queue_depth" in lines and "openscholar_jobs_running" in lines
+    assert lines['openscholar_step_seconds_count{step="generate"}'] >= 1
+    assert lines['openscholar_step_seconds_bucket{le="+Inf",step="generate"}'] == \
+        lines['openscholar_step_seconds_count{step="generate"}']
+
+
+def test_a_partial_answer_is_stored_as_a_success(service: dict, alice: Client) -> None:
+    """The answer loop ran out of its feedback budget: the job succeeds with the checked draft,
+    marked partial (run in this process through the real task, store, engine and HTTP LLM)."""
+    from service_llm_stub import StubServer
+
+    from api import celery_app
+    from api.jobs import Job, new_id
+    from api.tasks import answer_job
+    from tests.api.conftest import free_port
+
+    port = free_port()
+    stub = StubServer(port, 1.0).start()
+    env = {**service["env"], "OPENSCHOLAR_LLM__BACKEND": "openai", "OPENSCHOLAR_LLM__BASE_URL": f"http://127.0.0.1:{port}/v1",
+           "OPENSCHOLAR_LLM__MAX_RETRIES": "0", "OPENSCHOLAR_ANSWER__BUDGETS__FEEDBACK_S": "0.3"}
+    celery_app.configure(load(env))
+    try:
+        job = Job(id=new_id("job"), question=QUESTION, owner=hash_key(service["keys"]["alice"])[:32])
+        celery_app.store().create([job])
+        celery_app.store().mark_dispatched([job.id])
+        assert answer_job.apply(args=[job.id]).get() == "succeeded"
+    finally:
+        celery_app.configure(service["settings"])
+        stub.stop()
+    out = alice.get(f"/v1/jobs/{job.id}").json()
+    assert out["status"] == "succeeded" and out["partial"] is True, out
+    assert out["result"]["partial"] is True and out["result"]["partial_step"] == "feedback", out["result"]
+    assert out["result"]["text"] and out["result"]["references"], "the checked draft is kept"
