@@ -137,7 +137,9 @@ class Answer(BaseModel):
     sections: list[Section] = Field(default_factory=list, description="Themed sections of the evidence (evidence mode).")
     no_evidence: bool = Field(False, description="True when nothing relevant was retrieved.")
     sentences: list[Sentence] = Field(default_factory=list)
-    references: list[Reference] = Field(default_factory=list, description="The references cited in text.")
+    references: list[Reference] = Field(
+        default_factory=list, description="The references cited in text, and those that contradict a sentence."
+    )
     passages: list[Reference] = Field(default_factory=list, description="Every passage in play (shown to the model).")
     feedback: list[FeedbackItem] = Field(default_factory=list)
     edits: list[Edit] = Field(default_factory=list)
@@ -156,8 +158,9 @@ class Answer(BaseModel):
         """Reference id -> the number shown to people: 1, 2, ... in order of first citation."""
         order = [int(n) for group in _CITE.findall(self.text) for n in re.split(r"\s*[,;]\s*", group)]
         cited = {r.id for r in self.references}
+        marks = [c for s in self.sentences for c in s.contradicted_by]
         numbers: dict[int, int] = {}
-        for n in [*order, *(r.id for r in self.references)]:
+        for n in [*order, *marks, *(r.id for r in self.references)]:
             if n in cited and n not in numbers:
                 numbers[n] = len(numbers) + 1
         return numbers

@@ -170,7 +170,8 @@ def run_answer(
         answer.no_evidence = True
         run.trace[-1].detail["refused"] = True
     answer.passages = list(refs_in_play.values())
-    cited = set() if answer.no_evidence else {c for x in answer.sentences for c in x.citations}
+    # The references: every passage a kept citation or a "contradicted by" mark points to.
+    cited = set() if answer.no_evidence else {c for x in answer.sentences for c in [*x.citations, *x.contradicted_by]}
     answer.references = [r for i, r in refs_in_play.items() if i in cited]
     answer.partial, answer.partial_step = run.partial_step is not None, run.partial_step
     return _finish(answer, run, t_start)
