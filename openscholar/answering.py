@@ -38,10 +38,10 @@ from openscholar.citations import VerifyClock, cited_ids, verify
 from openscholar.config import AnswerConfig, CitationConfig, EvidenceConfig, LLMConfig
 from openscholar.evidence import QuoteScorer, TextEmbedder
 from openscholar.evidence_answer import evidence_answer, resolve_mode
-from openscholar.verdict import is_yes_no
 from openscholar.judges.protocol import SupportJudge, support_threshold
 from openscholar.llm.protocol import LLM
 from openscholar.options import AnswerOptions
+from openscholar.verdict import is_yes_no
 from retriever.config import RetrievalConfig
 from retriever.facade import Retriever
 from retriever.protocols import Hit, Routing

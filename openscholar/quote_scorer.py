@@ -53,7 +53,12 @@ def _examples(scifact: Path, scholarqabench: Path, split: str, limit: int, seed:
     """(claim, candidate sentences, indices of rationale sentences) for claims of ``split``."""
     import bm25s
 
-    from openscholar.judges.support_data import _clusters, read_jsonl, split_of, test_claims_and_docs
+    from openscholar.judges.support_data import (
+        _clusters,
+        read_jsonl,
+        split_of,
+        test_claims_and_docs,
+    )
     from openscholar.sentences import split_sentences
 
     corpus = {d["_id"]: d for d in read_jsonl(scifact / "corpus.jsonl")}
@@ -137,8 +142,8 @@ def train_quote_scorer(scifact: Path, scholarqabench: Path, base: Any, out: Path
         "a": round(a, 6), "w": round(w, 6), "b": round(b, 6),
         "data": "SciFact train-qrels claims with rationale labels, none touching the ScholarQABench 208; train and "
                 "held-apart groups as the support judge's split",
-        "train": {"claims": len(train), "sentences": int(len(y)), "positives": int(y.sum())},
-        "heldout": {"claims": len(dev), "sentences": int(len(ydev)), "calibrated": _ranking(dev, combined),
+        "train": {"claims": len(train), "sentences": len(y), "positives": int(y.sum())},
+        "heldout": {"claims": len(dev), "sentences": len(ydev), "calibrated": _ranking(dev, combined),
                     "cross_encoder_alone": _ranking(dev, raw_dev), "lexical": _ranking(dev, lexical),
                     "brier": round(float(np.mean((pdev - ydev) ** 2)), 4),
                     "brier_base_rate": round(float(np.mean((ydev.mean() - ydev) ** 2)), 4),

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 _BOUNDARY = re.compile(r"[.!?][\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c(\[]?[A-Z0-9\u0391-\u03a9])")
 _ABBREVIATIONS = frozenset(
-    "al e.g i.e fig figs eq eqs ref refs vs approx ca cf dr mr mrs ms prof no nos vol pp ed eds resp sp spp "
-    "var viz st jr sr inc ltd co corp dept est min max mol wt temp conc".split()
+    ["al", "e.g", "i.e", "fig", "figs", "eq", "eqs", "ref", "refs", "vs", "approx", "ca", "cf", "dr", "mr", "mrs", "ms", "prof", "no", "nos", "vol", "pp", "ed", "eds", "resp", "sp", "spp", "var", "viz", "st", "jr", "sr", "inc", "ltd", "co", "corp", "dept", "est", "min", "max", "mol", "wt", "temp", "conc"]
 )
 _MIN_CHARS = 2
 

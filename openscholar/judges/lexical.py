@@ -14,8 +14,7 @@ from openscholar.judges.protocol import Judgement, support_scores
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an the of in on and or to is are was were be been for with by as at from that this these those it its "
-    "which can may not no than their there has have had also such into more most".split()
+    ["a", "an", "the", "of", "in", "on", "and", "or", "to", "is", "are", "was", "were", "be", "been", "for", "with", "by", "as", "at", "from", "that", "this", "these", "those", "it", "its", "which", "can", "may", "not", "no", "than", "their", "there", "has", "have", "had", "also", "such", "into", "more", "most"]
 )
 
 

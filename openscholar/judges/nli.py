@@ -15,6 +15,7 @@ trained here (`openscholar.judges.trained`) is this class over a LoRA adapter on
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -100,7 +101,7 @@ class NLIJudge:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: Any, **_: object) -> NLIJudge:
+    def from_config(cls, config: Any, *, cache_dir: Path | None = None, **_: object) -> NLIJudge:
         """From `CitationConfig`: ``nli_model``, ``nli_labels``, ``judge_windows``."""
         return cls(config.nli_model, label_map=config.nli_labels or None, windows_per_passage=config.judge_windows)
 

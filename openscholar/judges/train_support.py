@@ -21,9 +21,21 @@ from typing import Any, Literal
 from pydantic import Field
 
 from datastore.strict import StrictModel
-from openscholar.judges.support_data import MULTI_FILE, SCIFACT_TEST_FILE, JudgePair, build_judge_pairs
+from openscholar.judges.support_data import (
+    MULTI_FILE,
+    SCIFACT_TEST_FILE,
+    JudgePair,
+    build_judge_pairs,
+)
 from openscholar.judges.trained import BASE_MODEL, LABELS, MANIFEST
-from retriever.training import LoopRecipe, ParamGroup, Precision, TrainingLoop, atomic_dir, sha256_file
+from retriever.training import (
+    LoopRecipe,
+    ParamGroup,
+    Precision,
+    TrainingLoop,
+    atomic_dir,
+    sha256_file,
+)
 
 
 class SupportJudgeTrainConfig(StrictModel):

@@ -14,8 +14,8 @@ import pytest
 from openscholar.judges.protocol import Judgement, SupportJudge
 
 SUPPORTED = ("Daily aspirin reduced the incidence of colorectal cancer.",
-             "Aspirin trials\nWe pooled five randomized trials. Daily aspirin reduced the incidence of colorectal "
-             "cancer by 24% over twenty years.")
+             ("Aspirin trials\nWe pooled five randomized trials. Daily aspirin reduced the incidence of colorectal "
+              "cancer by 24% over twenty years."))
 UNRELATED = ("The moon orbits the earth once a month.",
              "Sleep study\nHealthy volunteers were kept awake for 36 hours before a memory test.")
 

@@ -97,7 +97,7 @@ def test_rules_a_negated_sentence_loses_its_citation_and_is_marked_contradicted(
 
 def test_rules_attribution_adds_only_supports_and_contradiction_wins():
     judge = LLMJudge(ScriptedLLM(fn=_negation_aware))
-    text, sentences = verify(
+    _, sentences = verify(
         "Vitamin D supplementation increased bone mineral density in older women. "
         "Vitamin D supplementation did not change hip bone mineral density in men [1].", BONE_REFS, judge)
     first, second = sentences
