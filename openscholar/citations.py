@@ -7,9 +7,10 @@ contradicts / neither, `openscholar.judges.protocol`). The rules:
    ``contradicts``; citations of unknown ids are dropped unconditionally.
 2. Post-hoc attribution: a sentence left without a citation gets the best-supporting passage in
    play, only if it passes the same test (``attributed``, and the ids in ``added``).
-3. A sentence that a passage in play contradicts (``contradicts`` >= ``contradiction_threshold``
-   and above ``supports``) is marked ``contradicted`` with those passages (``contradicted_by``);
-   it keeps no citation, so it can never look checked.
+3. A sentence that a passage in play contradicts (``contradicts`` >= ``contradiction_threshold``,
+   above ``supports``, and ``supports`` below ``threshold``: a passage that both supports and
+   contradicts it is mixed, not a contradiction) is marked ``contradicted`` with those passages
+   (``contradicted_by``); it keeps no citation, so it can never look checked.
 4. Every other sentence is ``supported`` (a citation passed) or ``unsupported``.
 
 To bound the judge's work, attribution and the contradiction check read, besides the cited
@@ -122,8 +123,10 @@ def _passes(j: Judgement, threshold: float) -> bool:
     return j.supports >= threshold and j.supports > j.contradicts
 
 
-def _contradicts(j: Judgement, threshold: float) -> bool:
-    return j.contradicts >= threshold and j.contradicts > j.supports
+def _contradicts(j: Judgement, threshold: float, support_threshold: float) -> bool:
+    """A contradiction the passage does not also support: a passage with one window that supports
+    the sentence and another that contradicts it is mixed, not a contradiction."""
+    return j.contradicts >= threshold and j.contradicts > j.supports and j.supports < support_threshold
 
 
 def verify(
@@ -167,7 +170,7 @@ def verify(
         for i in checkable:
             s, js = sentences[i], verdicts[i]
             s.support = {r: round(js[r].supports, 4) for r in js}
-            s.contradicted_by = sorted((r for r in js if _contradicts(js[r], contradiction_threshold)),
+            s.contradicted_by = sorted((r for r in js if _contradicts(js[r], contradiction_threshold, threshold)),
                                        key=lambda r: -js[r].contradicts)
             kept = [c for c in s.citations if c in js and _passes(js[c], threshold)]  # unjudged (out of time): removed
             s.removed += [c for c in s.citations if c not in kept]

@@ -111,9 +111,11 @@ def decide_on_passages(statement: str, references: Sequence[Reference], judge: S
 
 
 def _label(s: float, c: float, threshold: float) -> VerdictLabel:
-    if s >= threshold and s >= c:
+    """Supported or contradicted when exactly one side passes ``threshold``; both (mixed evidence)
+    or neither: not enough evidence."""
+    if s >= threshold and c < threshold:
         return "supported"
-    if c >= threshold and c > s:
+    if c >= threshold and s < threshold:
         return "contradicted"
     return "not enough evidence"
 

@@ -169,3 +169,30 @@ def test_packaged_judge_manifest_reports_heldout_figures():
     overlap = data["scifact_overlap_with_scholarqabench_208"]
     assert overlap["claim_text_overlap"] == 0 and overlap["doc_overlap"] == 0 and overlap["test_docs_matched"] > 150
     assert held["accuracy_3way"] > held["majority_3way"]
+
+
+class _MixedJudge:
+    """One passage read as both supporting (one window) and contradicting (another) a sentence."""
+
+    name = "mixed"
+    threshold = 0.5
+
+    @classmethod
+    def from_config(cls, config: object = None, **_: object) -> _MixedJudge:
+        return cls()
+
+    def judge(self, pairs):
+        from openscholar.judges.protocol import Judgement
+
+        return [Judgement(supports=0.7, contradicts=0.9, neither=0.1) for _ in pairs]
+
+    def score(self, pairs):
+        return [j.supports for j in self.judge(pairs)]
+
+
+def test_rules_mixed_evidence_is_neither_a_citation_nor_a_contradiction():
+    from openscholar.verdict import decide_on_passages
+
+    _, (s,) = verify("Vitamin D supplementation increased bone mineral density [0].", {0: BONE}, _MixedJudge())
+    assert s.contradicted_by == [] and s.citations == [] and s.status == "unsupported" and s.removed == [0]
+    assert decide_on_passages("Vitamin D improves bone density.", [BONE], _MixedJudge()).label == "not enough evidence"
