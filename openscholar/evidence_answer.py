@@ -71,7 +71,12 @@ def compose(task: str, evidence: list[Evidence], sections: list[Section],
         head = short_answer(task, verdict)
         line = (f"{head}. The support judge finds that the evidence {_VERDICT_WORDS[verdict.label]} the statement "
                 f"\u201c{verdict.statement.rstrip('.')}\u201d")
-        line += f" {marks}." if marks else " (no quote passes its threshold)."
+        if marks:
+            line += f" {marks}."
+        elif verdict.supports >= 0.5 and verdict.contradicts >= 0.5:
+            line += f" (mixed: supports {verdict.supports:.2f}, contradicts {verdict.contradicts:.2f})."
+        else:
+            line += f" (weak: supports {verdict.supports:.2f}, contradicts {verdict.contradicts:.2f})."
         paragraphs.append(line)
         sentences.append(Sentence(text=line, citations=deciding, supported=bool(deciding),
                                   status="supported" if deciding else "unsupported", paragraph=0))
