@@ -1,6 +1,6 @@
 """Answer pipeline benchmark: the pipeline without the LLM (scripted), and end to end with SmolLM2.
 
-Part 1 runs every question through the full loop (retrieve -> answer -> feedback with one
+Part 1 runs every question through the full synthesis loop (retrieve -> answer -> feedback with one
 retrieval question -> edit -> citation verification) with the scripted LLM, so the figure is the
 pipeline's own cost: retrieval, prompt building, parsing, the support judge. p50 per question,
 target <= 300 ms. Part 2 runs a few questions end to end with the packaged SmolLM2 in process on
@@ -74,11 +74,11 @@ def bench_pipeline(settings: Any, qs: list[str], pipeline: str, judge: str) -> d
 
     engine = Engine.from_settings(settings, llm=ScriptedLLM(fn=feedback_with_retrieval))
     t0 = time.perf_counter()
-    engine.answer(qs[0], AnswerOptions(pipeline=pipeline))  # loads models; not timed below
+    engine.answer(qs[0], AnswerOptions(pipeline=pipeline, mode="synthesis"))  # loads models; not timed below
     load_s = time.perf_counter() - t0
     runs, cited, supported, sentences = [], 0, 0, 0
     for q in qs:
-        a = engine.answer(q, AnswerOptions(pipeline=pipeline))
+        a = engine.answer(q, AnswerOptions(pipeline=pipeline, mode="synthesis"))
         runs.append(a.timings)
         cited += len(a.references)
         supported += sum(s.supported for s in a.sentences)
@@ -101,7 +101,7 @@ def bench_smollm2(settings: Any, qs: list[str], max_tokens: int, feedback: bool,
     load_s = time.perf_counter() - t0
     runs, samples = [], []
     for q in qs:
-        a = engine.answer(q, AnswerOptions(feedback=feedback, max_tokens=max_tokens, pipeline=pipeline))
+        a = engine.answer(q, AnswerOptions(feedback=feedback, max_tokens=max_tokens, pipeline=pipeline, mode="synthesis"))
         t = dict(a.timings)
         t["llm"] = sum(t.get(k, 0.0) for k in ("generate", "feedback", "edit"))
         runs.append(t)
