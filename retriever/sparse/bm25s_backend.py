@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from datastore.datastore import Datastore
 from retriever.config import SparseConfig
@@ -128,16 +130,8 @@ class BM25sRetriever:
     def _load(self) -> list[seg.Segment]:
         if self._segments is None:
             stamp = read_stamp(self.directory) or {}
-            segments = [seg.Segment.open(self.directory / name) for name in stamp.get("segments", [])]
             deleted = source.deleted_ids(self.datastore)
-            n_live, total = 0, 0
-            for s in segments:
-                n, length = s.apply_deleted(deleted)
-                n_live += n
-                total += length
-            self._n_live = n_live
-            self._avgdl = total / n_live if n_live else 1.0
-            self._segments = segments
+            self._segments, self._n_live, self._avgdl = open_segments(self.directory, stamp.get("segments", []), deleted)
         return self._segments
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
@@ -171,6 +165,13 @@ class BM25sRetriever:
 
 def _write_segments(directory: Path, datastore: Datastore, config: SparseConfig, start: int, stop: int) -> list[str]:
     """Index the live passages with ids in ``[start, stop)`` as segments of at most ``segment_passages``."""
+    docs = ((p.passage_id, index_text(p)) for p in source.iter_live(datastore, start, stop))
+    return write_segments(directory, docs, config, start, stop)
+
+
+def write_segments(directory: Path, docs: Iterable[tuple[int, str]], config: SparseConfig, start: int, stop: int) -> list[str]:
+    """Index ``(id, text)`` pairs (ids increasing, within ``[start, stop)``) as segments under
+    ``directory``; returns their names. Memory: one segment's postings while it is written."""
     stemmer = _stemmer(config.stemmer)
     names: list[str] = []
     writer = seg.SegmentWriter()
@@ -199,15 +200,27 @@ def _write_segments(directory: Path, datastore: Datastore, config: SparseConfig,
         writer = seg.SegmentWriter()
         seg_start = seg_stop
 
-    for p in source.iter_live(datastore, start, stop):
+    for pid, text in docs:
         if writer.n_docs + len(ids) >= config.segment_passages:
-            close_segment(p.passage_id)
-        ids.append(p.passage_id)
-        texts.append(index_text(p))
+            close_segment(pid)
+        ids.append(pid)
+        texts.append(text)
         if len(ids) >= TOKENIZE_BATCH:
             flush_batch()
     close_segment(stop)
     return names
+
+
+def open_segments(directory: Path, names: Sequence[str], deleted: np.ndarray) -> tuple[list[seg.Segment], int, float]:
+    """The named segments memory-mapped, with ``deleted`` (sorted global ids) applied:
+    (segments, live docs, average live doc length), the corpus statistics every score uses."""
+    segments = [seg.Segment.open(directory / name) for name in names]
+    n_live, total = 0, 0
+    for s in segments:
+        n, length = s.apply_deleted(deleted)
+        n_live += n
+        total += length
+    return segments, n_live, (total / n_live if n_live else 1.0)
 
 
 def _drop_unlisted(directory: Path, names: Sequence[str]) -> None:

@@ -22,7 +22,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,44 +180,59 @@ class LuceneRetriever:
     def _load(self) -> Any:
         with self._lock:
             if self._searcher is None:
-                searcher = _autoclass("io.anserini.search.SimpleSearcher")(str(self.directory / "index"))
-                searcher.set_bm25(float(self.params["k1"]), float(self.params["b"]))
-                self._searcher = searcher
+                self._searcher = open_searcher(self.directory / "index", self.params["k1"], self.params["b"])
             return self._searcher
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        searcher = self._load()
         out: list[list[Hit]] = []
-        if k <= 0:
-            return [[] for _ in queries]
-        if len(queries) == 1:
-            raw = [[(int(h.docid), float(h.score)) for h in searcher.search(queries[0], int(k))]]
-        else:
-            jlist = _autoclass("java.util.ArrayList")
-            qs, ids = jlist(), jlist()
-            for i, q in enumerate(queries):
-                qs.add(q)
-                ids.add(str(i))
-            result = searcher.batch_search(qs, ids, int(k), int(self.config.lucene_threads))
-            by_id = {e.getKey(): e.getValue() for e in result.entrySet().toArray()}
-            raw = [[(int(h.docid), float(h.score)) for h in by_id.get(str(i), [])] for i in range(len(queries))]
-        for pairs in raw:
+        for pairs in search_index(self._load(), queries, k, self.config.lucene_threads):
             passages = {p.passage_id: p for p in self.datastore.get([pid for pid, _ in pairs])}
             out.append([Hit(passages[pid], s, {self.stage: s}) for pid, s in pairs if pid in passages])
         return out
 
 
+def open_searcher(index: Path, k1: float, b: float) -> Any:
+    """Anserini's searcher over ``index`` with BM25(k1, b)."""
+    searcher = _autoclass("io.anserini.search.SimpleSearcher")(str(index))
+    searcher.set_bm25(float(k1), float(b))
+    return searcher
+
+
+def search_index(searcher: Any, queries: Sequence[str], k: int, threads: int = 1) -> list[list[tuple[int, float]]]:
+    """Top-``k`` (id, score) per query, best first. Anserini rounds scores to 4 decimals and breaks
+    ties by docid, subtracting 1e-6 per tied rank (its ScoreTiesAdjusterReranker)."""
+    if k <= 0 or not queries:
+        return [[] for _ in queries]
+    if len(queries) == 1:
+        return [[(int(h.docid), float(h.score)) for h in searcher.search(queries[0], int(k))]]
+    jlist = _autoclass("java.util.ArrayList")
+    qs, ids = jlist(), jlist()
+    for i, q in enumerate(queries):
+        qs.add(q)
+        ids.add(str(i))
+    result = searcher.batch_search(qs, ids, int(k), int(threads))
+    by_id = {e.getKey(): e.getValue() for e in result.entrySet().toArray()}
+    return [[(int(h.docid), float(h.score)) for h in by_id.get(str(i), [])] for i in range(len(queries))]
+
+
 def _append(index: Path, datastore: Datastore, start: int, stop: int, threads: int, *, create: bool) -> int:
     """Index the live passages with ids in ``[start, stop)`` into ``index`` (created, or appended to)."""
+    docs = ((p.passage_id, index_text(p)) for p in source.iter_live(datastore, start, stop))
+    return index_docs(index, docs, threads, create=create)
+
+
+def index_docs(index: Path, docs: Iterable[tuple[int, str]], threads: int, *, create: bool) -> int:
+    """Index ``(id, text)`` pairs into ``index`` (created, or appended to as new Lucene segments)
+    with ``threads`` indexing threads; returns how many."""
     indexer = _autoclass("io.anserini.index.SimpleIndexer")(str(index), not create, int(threads))
     n = 0
     batch: list[str] = []
     try:
-        for p in source.iter_live(datastore, start, stop):
-            batch.append(json.dumps({"id": str(p.passage_id), "contents": index_text(p)}))
+        for pid, text in docs:
+            batch.append(json.dumps({"id": str(pid), "contents": text}))
             if len(batch) >= ADD_BATCH:
                 indexer.addRawDocuments(batch)
                 n += len(batch)

@@ -81,7 +81,7 @@ def new_stamp(datastore: Datastore, backend: str, params: dict[str, Any]) -> dic
         "params": params,
         "datastore": source.identity(datastore),
         "indexed_to": source.next_id(datastore),
-        "deleted": int(len(source.deleted_ids(datastore))),
+        "deleted": len(source.deleted_ids(datastore)),
         "live_passages": len(datastore),
     }
 

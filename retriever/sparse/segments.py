@@ -111,8 +111,8 @@ class SegmentWriter:
         for name, arr in zip(_FILES, (terms, indptr, docs, tfs, dl, ids), strict=True):
             np.save(directory / f"{name}.npy", arr)
         meta = {
-            "start": start, "stop": stop, "docs": int(len(ids)), "terms": int(len(terms)),
-            "postings": int(len(docs)), "total_len": int(dl.sum(dtype=np.int64)),
+            "start": start, "stop": stop, "docs": len(ids), "terms": len(terms),
+            "postings": len(docs), "total_len": int(dl.sum(dtype=np.int64)),
         }  # fmt: skip
         (directory / SEGMENT_JSON).write_text(json.dumps(meta), encoding="utf-8")
         return meta
