@@ -170,7 +170,7 @@ class LuceneRetriever:
         """Merge away deleted documents now, so BM25 statistics count live passages only."""
         index = index_dir(datastore.root, BACKEND) / "index"
         with index_lock(index.parent):
-            writer = _writer(index)
+            writer = _writer(index, merge_all_deletes=True)
             try:
                 writer.forceMergeDeletes()
                 writer.commit()
@@ -245,9 +245,13 @@ def index_docs(index: Path, docs: Iterable[tuple[int, str]], threads: int, *, cr
     return n
 
 
-def _writer(index: Path) -> Any:
+def _writer(index: Path, *, merge_all_deletes: bool = False) -> Any:
     config = _autoclass("org.apache.lucene.index.IndexWriterConfig")()
     config.setOpenMode(_autoclass("org.apache.lucene.index.IndexWriterConfig$OpenMode").APPEND)
+    if merge_all_deletes:  # by default forceMergeDeletes leaves segments with < 10% deleted docs
+        policy = _autoclass("org.apache.lucene.index.TieredMergePolicy")()
+        policy.setForceMergeDeletesPctAllowed(0.0)
+        config.setMergePolicy(policy)
     directory = _autoclass("org.apache.lucene.store.FSDirectory").open(_autoclass("java.io.File")(str(index)).toPath())
     return _autoclass("org.apache.lucene.index.IndexWriter")(directory, config)
 
