@@ -67,10 +67,11 @@ class SparseConfig(StrictModel):
         "(its index is built in parallel and scales to the full corpus), smaller ones bm25s.",
     )
     segment_passages: int = Field(
-        100_000,
+        65_536,
         ge=1,
         description="bm25s: passages per segment. Bounds the memory of building a segment (~25 B per "
-        "posting) and the per-query scratch (8 B per passage of one segment).",
+        "posting) and the per-query scratch (8 B per passage of one segment); up to 65,536 a posting "
+        "takes 4 bytes on disk (uint16 doc + uint16 tf), above it 6.",
     )
     k1: float | None = Field(
         None, gt=0, description="BM25 k1; None uses the backend's published default (bm25s 1.5, Lucene 0.9)."

@@ -28,6 +28,7 @@ import numpy as np
 
 SEGMENT_JSON = "segment.json"
 TF_MAX = np.iinfo(np.uint16).max
+SMALL_SEGMENT = 1 << 16  # segments of at most this many docs store local doc ids as uint16
 _FILES = ("terms", "indptr", "docs", "tfs", "dl", "ids")
 
 
@@ -87,7 +88,7 @@ class SegmentWriter:
         # (term rank, doc) pairs sorted by term hash then doc; their counts are the term frequencies.
         keys, tf = np.unique(rank[flat] * max(n, 1) + doc, return_counts=True)
         self._hashes.append(hashes[order][keys // max(n, 1)])
-        self._docs.append((keys % max(n, 1) + self.n_docs).astype(np.uint32))
+        self._docs.append((keys % max(n, 1) + self.n_docs).astype(np.uint32))  # narrowed on write
         self._tfs.append(np.minimum(tf, TF_MAX).astype(np.uint16))
         self._dl.append(lengths.astype(np.uint32))
         self._ids.append(np.asarray(ids, dtype=np.int64))
@@ -104,6 +105,8 @@ class SegmentWriter:
         docs = (np.concatenate(self._docs) if self._docs else np.zeros(0, np.uint32))[order]
         tfs = (np.concatenate(self._tfs) if self._tfs else np.zeros(0, np.uint16))[order]
         del order
+        if self.n_docs <= SMALL_SEGMENT:  # local doc ids fit 16 bits: 4 bytes per posting with the tf
+            docs = docs.astype(np.uint16)
         terms, first = np.unique(hashes, return_index=True)
         indptr = np.append(first, len(hashes)).astype(np.int64)
         dl = np.concatenate(self._dl) if self._dl else np.zeros(0, np.uint32)
