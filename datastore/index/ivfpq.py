@@ -16,7 +16,7 @@ import numpy as np
 
 from datastore.config import IVFPQConfig
 from datastore.errors import DatastoreError
-from datastore.index.base import as_queries, clean, empty_result, register
+from datastore.index.base import as_queries, clean, empty_result
 
 TRAIN_POINTS_PER_LIST = 64
 
@@ -28,7 +28,6 @@ def _pick_m(dim: int, wanted: int) -> int:
     return 1
 
 
-@register
 class IVFPQIndex:
     kind: ClassVar[str] = "ivfpq"
     FILE = "index.ivfpq.faiss"
