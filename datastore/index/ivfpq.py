@@ -86,13 +86,16 @@ class IVFPQIndex:
         self.config = config or IVFPQConfig()
         self.vectors = _as_source(vectors)
         self.memory_mb = memory_mb
+        self.block_bytes = memory_mb * 2**20 // 2  # codes + ids held in RAM before a block goes to disk
         self._workdir = Path(workdir) if workdir is not None else None
         self._own_workdir = False
         self._trained: Any = None  # empty trained index: template for blocks and segment headers
         self._searcher: Any = None  # trained index whose invlists are the stack below
         self._directory: Path | None = None  # where the loaded segments live
-        self._segments: list[tuple[str, int, Any]] = []  # (name, ntotal, OnDiskInvertedLists) saved
-        self._blocks: list[tuple[Path, int]] = []  # flushed, unsaved blocks in workdir
+        # On-disk lists are held through their (quantizer-less) header index: freeing a detached
+        # OnDiskInvertedLists from Python corrupts the heap in FAISS 1.15, freeing its index does not.
+        self._segments: list[tuple[str, int, Any]] = []  # (name, ntotal, header index) saved
+        self._blocks: list[tuple[str, int, Any]] = []  # (name, ntotal, header index) flushed to workdir, unsaved
         self._block: Any = None  # the block being filled (in RAM)
         self._stack: list[Any] = []  # keeps the python proxies of stacked lists alive
         self._dirty = True
@@ -167,7 +170,7 @@ class IVFPQIndex:
             self._block = faiss.clone_index(self._template())
         self._block.add_with_ids(x, ids)
         self._dirty = True
-        if self._block.ntotal * (self._block.code_size + 8) >= self.memory_mb * 2**20 // 2:
+        if self._block.ntotal * (self._block.code_size + 8) >= self.block_bytes:
             self._flush_block()
 
     def build(self, vectors: np.ndarray) -> None:
@@ -189,10 +192,11 @@ class IVFPQIndex:
         return self._workdir
 
     def _flush_block(self) -> None:
-        path = self._workspace() / f"block-{os.getpid()}-{id(self)}-{len(self._blocks):05d}.faiss"
-        faiss.write_index(self._block, str(path))
-        self._blocks.append((path, int(self._block.ntotal)))
+        work = self._workspace()
+        name = f"block-{os.getpid()}-{id(self)}-{len(self._blocks):05d}"
+        n = self._write_ondisk(work, name, [self._block.invlists])
         self._block = None
+        self._blocks.append((name, n, _open_ondisk(work, name)))
         self._dirty = True
 
     # -- searching ------------------------------------------------------------------------------
@@ -202,9 +206,7 @@ class IVFPQIndex:
             return self._searcher
         if self._searcher is None:
             self._searcher = faiss.clone_index(self._template())
-        lists: list[Any] = [il for _, _, il in self._segments]
-        for path, _ in self._blocks:
-            lists.append(_detached_lists(faiss_read(path, faiss.IO_FLAG_MMAP)))
+        lists: list[Any] = [_lists(h) for _, _, h in self._segments + self._blocks]
         if self._block is not None:
             lists.append(self._block.invlists)
         ivf = self._searcher
@@ -271,9 +273,9 @@ class IVFPQIndex:
         pending = self._pending_lists()
         if pending:
             name = f"seg-{len(self._segments):05d}"
-            n = self._write_segment(directory, name, pending)
+            n = self._write_ondisk(directory, name, pending)
             self._discard_pending()
-            self._segments.append((name, n, _open_segment(directory, name)))
+            self._segments.append((name, n, _open_ondisk(directory, name)))
         self._directory = directory
         self._dirty = True
         segs = [{"name": name, "ntotal": n} for name, n, _ in self._segments]
@@ -291,12 +293,13 @@ class IVFPQIndex:
         return files
 
     def _pending_lists(self) -> list[Any]:
-        lists = [_detached_lists(faiss_read(path, faiss.IO_FLAG_MMAP)) for path, _ in self._blocks]
+        lists = [_lists(h) for _, _, h in self._blocks]
         if self._block is not None and self._block.ntotal:
             lists.append(self._block.invlists)
         return lists
 
-    def _write_segment(self, directory: Path, name: str, lists: list[Any]) -> int:
+    def _write_ondisk(self, directory: Path, name: str, lists: list[Any]) -> int:
+        """Merge ``lists`` into ``name``.ivfdata (OnDiskInvertedLists) + its header ``name``.faiss."""
         template = self._template()
         data = directory / (name + ".ivfdata")
         for stale in (data, directory / (name + ".faiss")):
@@ -307,7 +310,13 @@ class IVFPQIndex:
             vec.push_back(il)
         with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
             n = int(ondisk.merge_from_multiple(vec.data(), vec.size(), False))
-        header = faiss.clone_index(template)
+        # the header carries only the lists: an empty quantizer keeps it (and its RAM when read) small
+        quantizer = faiss.IndexFlatIP(self.dim)
+        header = faiss.IndexIVFPQ(
+            quantizer, self.dim, template.nlist, template.pq.M, template.pq.nbits, faiss.METRIC_INNER_PRODUCT
+        )
+        header.own_fields = True
+        quantizer.this.disown()
         header.replace_invlists(ondisk, True)
         ondisk.this.disown()
         header.ntotal = n
@@ -318,14 +327,18 @@ class IVFPQIndex:
         return n
 
     def _discard_pending(self) -> None:
-        self._stack = []
-        if self._searcher is not None:
+        if self._searcher is not None:  # point the searcher away from the lists about to go
             empty = faiss.ArrayInvertedLists(self._searcher.nlist, self._searcher.code_size)
             self._searcher.replace_invlists(empty, True)
             empty.this.disown()
-        for path, _ in self._blocks:
-            path.unlink(missing_ok=True)
-        self._blocks = []
+        self._stack = []
+        work = self._workdir
+        names = [name for name, _, _ in self._blocks]
+        self._blocks = []  # frees the headers, which unmap their lists
+        for name in names:
+            if work is not None:
+                for ext in (".faiss", ".ivfdata"):
+                    (work / (name + ext)).unlink(missing_ok=True)
         self._block = None
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
@@ -355,19 +368,20 @@ class IVFPQIndex:
         self._searcher = faiss_read(directory / TRAINED)
         self._directory = directory
         for seg in meta.get("segments", []):
-            il = _open_segment(directory, seg["name"])
+            header = _open_ondisk(directory, seg["name"])
+            il = _lists(header)
             if int(il.compute_ntotal()) != int(seg["ntotal"]):
                 raise DatastoreCorrupted(
                     f"segment {seg['name']} of {directory} holds {il.compute_ntotal()} vectors, index.json says {seg['ntotal']}",
                     hint="rebuild the index",
                 )
-            self._segments.append((seg["name"], int(seg["ntotal"]), il))
+            self._segments.append((seg["name"], int(seg["ntotal"]), header))
         return self
 
     # -- figures --------------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
-        n = sum(n for _, n, _ in self._segments) + sum(n for _, n in self._blocks)
+        n = sum(n for _, n, _ in self._segments) + sum(n for _, n, _ in self._blocks)
         return n + (int(self._block.ntotal) if self._block is not None else 0)
 
     def memory_bytes(self) -> int:
@@ -391,20 +405,16 @@ def _as_source(vectors: VectorSource | np.ndarray | None) -> VectorSource | None
     return vectors
 
 
-def _detached_lists(index: Any) -> Any:
-    """The inverted lists of ``index``, owned by the returned proxy (the index itself can go)."""
-    ivf = faiss.extract_index_ivf(index)
-    il = ivf.invlists
-    ivf.own_invlists = False
-    il.this.own(True)
-    return il
+def _lists(header: Any) -> Any:
+    """The inverted lists of a header index (owned by the header: keep it alive while in use)."""
+    return faiss.extract_index_ivf(header).invlists
 
 
-def _open_segment(directory: Path, name: str) -> Any:
-    """A segment's OnDiskInvertedLists, mapped read-only from ``directory`` (wherever it moved)."""
+def _open_ondisk(directory: Path, name: str) -> Any:
+    """The header index of ``name``, its lists mapped read-only from ``directory`` (wherever it moved)."""
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
     with _stdout_to_stderr():  # FAISS printf()s the relocated file name to stdout
-        return _detached_lists(faiss_read(directory / (name + ".faiss"), flags))
+        return faiss_read(directory / (name + ".faiss"), flags)
 
 
 @contextmanager
