@@ -168,8 +168,9 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
     _add_parts_to_index(index, fresh, vectors, config, progress=progress)
     files = _save_index(root, index)
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
-    manifest.files = {r: s for r, s in manifest.files.items() if not r.startswith(INDEX_DIR + "/")}
-    manifest.files.update({f"{INDEX_DIR}/{f}": stamp(root / INDEX_DIR / f) for f in files})
+    old = manifest.files
+    manifest.files = {r: s for r, s in old.items() if not r.startswith(INDEX_DIR + "/")}
+    manifest.files.update({f"{INDEX_DIR}/{f}": restamp(root, f"{INDEX_DIR}/{f}", old.get(f"{INDEX_DIR}/{f}")) for f in files})
     manifest.files[TOMBSTONES] = stamp(root / TOMBSTONES)
     manifest.index = IndexInfo(kind=kind, ntotal=int(index.ntotal), params=manifest.index.params, files=files)
     manifest.parts = all_parts
@@ -271,5 +272,10 @@ def _merge_source_stats(manifest: Manifest, parts: Sequence[PartInfo]) -> None:
     manifest.source_stats = list(by_spec.values())
 
 
-def stamps_of(root: Path, rels: Sequence[str]) -> dict[str, FileStamp]:
-    return {r: stamp(root / r) for r in rels}
+def restamp(root: Path, rel: str, old: FileStamp | None) -> FileStamp:
+    """The stamp of ``rel``: the old one while size and mtime are unchanged (an index segment carried
+    over by a hard link is not re-hashed: `add` stays O(change)), else a fresh one."""
+    st = (root / rel).stat()
+    if old is not None and (st.st_size, st.st_mtime_ns) == (old.bytes, old.mtime_ns):
+        return old
+    return stamp(root / rel)

@@ -114,13 +114,14 @@ def test_duplicates_across_parts_become_tombstones(scifact_subset: dict, embedde
     assert 0 in hit[0] and not set(hit[0]) & set(range(copies.start, copies.start + copies.count))
 
 
-def test_add_and_delete_on_a_global_ivfpq_index(scifact_subset: dict, embedder, tmp_path: Path) -> None:
-    cfg = DatastoreConfig(part_papers=40, index="ivfpq", ivfpq=IVFPQConfig(nlist=4, m=8, nbits=4, nprobe=4, rescore=100))
+@pytest.mark.parametrize("kind", ["ivfpq", "flat"])
+def test_add_and_delete_on_a_global_index(kind: str, scifact_subset: dict, embedder, tmp_path: Path) -> None:
+    cfg = DatastoreConfig(part_papers=40, index=kind, ivfpq=IVFPQConfig(nlist=4, m=8, nbits=4, nprobe=4, rescore=100))
     first = sorted(scifact_subset["docs"])[:120]
     root = tmp_path / "ds"
     DatastoreBuilder(embedder, cfg, progress=False).build([str(jsonl(tmp_path / "a.jsonl", docs_of(scifact_subset, first)))], root)
     before = read_manifest(root)
-    assert before.index is not None and before.index.kind == "ivfpq" and len(before.parts) == 3
+    assert before.index is not None and before.index.kind == kind and len(before.parts) == 3
     old_parts = {p.name: p.files for p in before.parts}
     new_ids = sorted(scifact_subset["docs"])[120:150]
     more = jsonl(tmp_path / "more.jsonl", docs_of(scifact_subset, new_ids + first[:2]))  # 2 already present
@@ -128,6 +129,10 @@ def test_add_and_delete_on_a_global_ivfpq_index(scifact_subset: dict, embedder, 
     assert report.parts_written == 1 and report.added == (before.passages, report.manifest.passages)
     after = Datastore.open(root, verify="full")
     assert {p.name: p.files for p in after.manifest.parts[:3]} == old_parts, "existing parts untouched"
+    if kind == "ivfpq":  # no retraining, no rewrite: the codebook and the old segments keep their stamps
+        kept = {r: s for r, s in before.files.items() if r.startswith("index/") and not r.endswith("index.json")}
+        assert len(kept) >= 3 and {r: after.manifest.files[r] for r in kept} == kept
+        assert len(after.manifest.files) > len(before.files), "the new passages went into a new segment"
     assert after.manifest.index.ntotal == after.manifest.passages
     assert after.manifest.duplicates >= 2 and len(after) == after.manifest.passages - after.manifest.duplicates
     assert {p.paper_id for p in after.iter_passages()} == set(first) | set(new_ids)
