@@ -81,7 +81,7 @@ def new_stamp(datastore: Datastore, backend: str, params: dict[str, Any]) -> dic
         "params": params,
         "datastore": source.identity(datastore),
         "indexed_to": source.next_id(datastore),
-        "deleted": len(source.deleted_ids(datastore)),
+        "deleted": source.deleted_count(datastore),
         "live_passages": len(datastore),
     }
 
@@ -95,7 +95,7 @@ def same_index(stamp: dict[str, Any] | None, datastore: Datastore, backend: str,
         and stamp.get("params") == params
         and stamp.get("datastore") == source.identity(datastore)
         and int(stamp.get("indexed_to", -1)) <= source.next_id(datastore)
-        and int(stamp.get("deleted", -1)) <= len(source.deleted_ids(datastore))
+        and int(stamp.get("deleted", -1)) <= source.deleted_count(datastore)
     )
 
 
@@ -105,7 +105,7 @@ def is_current(stamp: dict[str, Any] | None, datastore: Datastore, backend: str,
         same_index(stamp, datastore, backend, params)
         and stamp is not None
         and int(stamp["indexed_to"]) == source.next_id(datastore)
-        and int(stamp["deleted"]) == len(source.deleted_ids(datastore))
+        and int(stamp["deleted"]) == source.deleted_count(datastore)
     )
 
 

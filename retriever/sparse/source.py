@@ -31,6 +31,11 @@ def deleted_ids(datastore: Datastore) -> np.ndarray:
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 
+def deleted_count(datastore: Datastore) -> int:
+    """How many ids are tombstoned (deleted, and in v2 duplicates): O(1), from the manifest."""
+    return int(datastore.manifest.passages) - len(datastore)
+
+
 def iter_live(datastore: Datastore, start: int = 0, stop: int | None = None) -> Iterator[Passage]:
     """Live passages with ``start <= id < stop`` in id order, streamed."""
     it: Any = datastore.iter_passages
