@@ -50,7 +50,7 @@ def _files(directory: Path) -> dict[str, int]:
     return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file() and p.name != "stamp.json"}
 
 
-def _delete_and_add(root: Path, embedder, extra: Path) -> tuple[Change, Change, list[str]]:  # noqa: ANN001
+def _delete_and_add(root: Path, embedder, extra: Path) -> tuple[Change, Change, list[str]]:
     """Delete two papers, then add the extra corpus; returns both changes and the deleted paper ids."""
     ds = Datastore.open(root)
     victims = sorted({p.paper_id for p in ds.iter_passages()})[:2]
@@ -75,7 +75,7 @@ def test_bm25s_add_and_delete_touch_only_the_change_and_score_like_a_rebuild(
     BM25sRetriever(Datastore.open(root), cfg)
     directory = index_dir(root, "bm25s")
     built = _files(directory)
-    deleted, added, victims = _delete_and_add(root, embedder, extra_corpus)
+    deleted, added, _ = _delete_and_add(root, embedder, extra_corpus)
 
     # A delete writes no index data (tombstones are read at query time), only the stamp.
     assert BM25sRetriever.sync(Datastore.open(root), cfg, deleted) == "updated"  # the add is caught up too
@@ -172,7 +172,7 @@ def test_lucene_appends_and_deletes_in_place_and_scores_like_a_rebuild(
     LuceneRetriever(Datastore.open(root), cfg)
     index = index_dir(root, "lucene") / "index"
     segments_before = {p.name for p in index.glob("*.si")}
-    deleted, added, victims = _delete_and_add(root, embedder, extra_corpus)
+    deleted, added, _ = _delete_and_add(root, embedder, extra_corpus)
     ds = Datastore.open(root)
     assert LuceneRetriever.sync(ds, cfg, added) == "updated"
     assert LuceneRetriever.sync(ds, cfg, deleted) == "current"
