@@ -80,11 +80,15 @@ class SegmentWriter:
         n = len(ids)
         lengths = np.fromiter((len(d) for d in token_ids), dtype=np.int64, count=n)
         flat = np.fromiter((t for d in token_ids for t in d), dtype=np.int64, count=int(lengths.sum()))
+        self.add_flat(ids, lengths, flat, term_hashes(vocab))
+
+    def add_flat(self, ids: Sequence[int], lengths: np.ndarray, flat: np.ndarray, hashes: np.ndarray) -> None:
+        """One batch as arrays: tokens per doc, the concatenated token ids, and each token id's hash."""
+        n = len(ids)
         doc = np.repeat(np.arange(n, dtype=np.int64), lengths)
-        hashes = term_hashes(vocab)
-        rank = np.empty(len(vocab), dtype=np.int64)
+        rank = np.empty(len(hashes), dtype=np.int64)
         order = np.argsort(hashes, kind="stable")
-        rank[order] = np.arange(len(vocab))
+        rank[order] = np.arange(len(hashes))
         # (term rank, doc) pairs sorted by term hash then doc; their counts are the term frequencies.
         keys, tf = np.unique(rank[flat] * max(n, 1) + doc, return_counts=True)
         self._hashes.append(hashes[order][keys // max(n, 1)])
@@ -141,7 +145,8 @@ class Segment:
     @classmethod
     def open(cls, directory: Path, *, mmap: bool = True) -> Segment:
         meta = json.loads((directory / SEGMENT_JSON).read_text(encoding="utf-8"))
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None) for name in _FILES}
+        # Plain ndarray views of the maps (np.memmap's __getitem__ costs ~10 us per slice).
+        arrays = {name: np.asarray(np.load(directory / f"{name}.npy", mmap_mode="r" if mmap else None)) for name in _FILES}
         return cls(directory, int(meta["start"]), int(meta["stop"]), int(meta["docs"]), int(meta["total_len"]), **arrays)
 
     def apply_deleted(self, deleted: np.ndarray) -> tuple[int, int]:
