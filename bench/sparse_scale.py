@@ -127,6 +127,8 @@ def phase_build(backend: str, directory: Path, start: int, stop: int, append: bo
         from retriever.sparse.lucene_backend import index_docs
 
         n = index_docs(directory / "index", docs, threads=2, create=not append)
+    elif backend == "bm25s-direct":  # the same index, postings made from word ranks (no text, no tokenizer)
+        n = _direct_segments(directory, start, stop, words, cdf)
     else:  # bm25s-plain: the previous backend, one in-memory bm25s index over everything
         import bm25s
         import Stemmer
@@ -137,6 +139,44 @@ def phase_build(backend: str, directory: Path, start: int, stop: int, append: bo
         model.save(str(directory), show_progress=False)
         n = 1
     return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss": peak_rss(), "load": [load0, load()], "parts": n}
+
+
+def _direct_segments(directory: Path, start: int, stop: int, words: np.ndarray, cdf: np.ndarray) -> int:
+    """bm25s segments of the synthetic corpus built straight from its word ranks (the words'
+    hashes, no stemming): the index `write_segments` would make, without the tokenizer's CPU."""
+    from retriever.sparse import segments as seg
+
+    hashes = seg.term_hashes(list(words))
+    size = 65_536
+    directory.mkdir(parents=True, exist_ok=True)
+    writer, seg_start, parts = seg.SegmentWriter(), start, 0
+
+    def close(seg_stop: int) -> None:
+        nonlocal writer, seg_start, parts
+        if writer.n_docs:
+            writer.write(directory / f"seg-{seg_start:012d}-{seg_stop:012d}", start=seg_start, stop=seg_stop)
+            parts += 1
+        writer, seg_start = seg.SegmentWriter(), seg_stop
+
+    for block in range(start // BLOCK, (stop + BLOCK - 1) // BLOCK):
+        rng = np.random.default_rng(1000 + block)
+        lengths = np.clip(rng.normal(256, 40, size=BLOCK).astype(int), 40, 400)
+        ranks = np.searchsorted(cdf, rng.random(int(lengths.sum())))
+        ends = np.cumsum(lengths)
+        ids = np.arange(block * BLOCK, (block + 1) * BLOCK)
+        lo = 0
+        while lo < BLOCK:
+            room = size - writer.n_docs
+            hi = min(BLOCK, lo + room)
+            keep = (ids[lo:hi] >= start) & (ids[lo:hi] < stop)
+            if keep.any():
+                a, b = lo + int(np.argmax(keep)), lo + len(keep) - int(np.argmax(keep[::-1]))
+                writer.add_flat(ids[a:b], lengths[a:b], ranks[ends[a] - lengths[a] : ends[b - 1]], hashes)
+            lo = hi
+            if writer.n_docs >= size:
+                close(int(ids[hi - 1]) + 1)
+    close(stop)
+    return parts
 
 
 def phase_serve(backend: str, directory: Path, n: int, n_queries: int) -> dict[str, Any]:
@@ -161,13 +201,14 @@ def phase_serve(backend: str, directory: Path, n: int, n_queries: int) -> dict[s
     gc.collect()
     before = memory()
     t0 = time.perf_counter()
-    if backend == "bm25s":
+    if backend in ("bm25s", "bm25s-direct"):
         names = sorted(p.name for p in directory.iterdir() if p.name.startswith("seg-"))
         segments, n_live, avgdl = open_segments(directory, names, np.zeros(0, dtype=np.int64))
-        stem = _stemmer("english")
+        stem = _stemmer("english") if backend == "bm25s" else None
+        stop_words = "en" if backend == "bm25s" else None
 
         def run(q: str) -> int:
-            t = seg.query_terms([q], stopwords="en", stemmer=stem)[0]
+            t = seg.query_terms([q], stopwords=stop_words, stemmer=stem)[0]
             return len(seg.search(segments, t, 10, n_live=n_live, avgdl=avgdl, k1=1.5, b=0.75))
 
     elif backend == "lucene":
