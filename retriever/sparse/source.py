@@ -1,14 +1,11 @@
-"""The read side of a datastore that sparse indexes need, in the names of the v2 contract.
+"""The read side of a datastore that sparse indexes use (the datastore v2 contract, in one place).
 
-Datastore v2 (docs: notes/datastore-v2.md) gives ``iter_passages(start, stop)``, ``deleted_ids()``
-and ``next_id``; the v1 `Datastore` has ``iter_passages()`` over everything and a private list of
-deleted ids. These helpers use the v2 names when the datastore has them and fall back to v1, so the
-sparse backends code against one interface and keep working across the merge.
+Sparse indexes read live passages by id range, the tombstoned ids and the next id to be assigned;
+these helpers name exactly that, so the backends depend on these five calls and nothing else.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,45 +16,26 @@ from datastore.models import Passage
 
 
 def next_id(datastore: Datastore) -> int:
-    """One past the largest global passage id ever assigned (deleted ids included)."""
-    value = getattr(datastore, "next_id", None)
-    return int(value) if value is not None else int(datastore.manifest.passages)
+    """One past the largest global passage id ever assigned (tombstoned ids included)."""
+    return int(datastore.next_id)
 
 
 def deleted_ids(datastore: Datastore) -> np.ndarray:
-    """Sorted int64 global ids of the deleted (tombstoned) passages."""
-    fn = getattr(datastore, "deleted_ids", None)
-    ids = fn() if callable(fn) else getattr(datastore, "_deleted", np.zeros(0, dtype=np.int64))
-    return np.unique(np.asarray(ids, dtype=np.int64))
+    """Sorted int64 global ids of the tombstoned passages (deleted, and duplicates)."""
+    return np.asarray(datastore.deleted_ids(), dtype=np.int64)
 
 
 def deleted_count(datastore: Datastore) -> int:
-    """How many ids are tombstoned (deleted, and in v2 duplicates): O(1), from the manifest."""
+    """How many ids are tombstoned: O(1), from the manifest."""
     return int(datastore.manifest.passages) - len(datastore)
 
 
 def iter_live(datastore: Datastore, start: int = 0, stop: int | None = None) -> Iterator[Passage]:
     """Live passages with ``start <= id < stop`` in id order, streamed."""
-    it: Any = datastore.iter_passages
-    if _takes_range(it):
-        yield from it(start, stop)
-        return
-    for p in it():
-        if p.passage_id < start:
-            continue
-        if stop is not None and p.passage_id >= stop:
-            break
-        yield p
+    return datastore.iter_passages(start, stop)
 
 
 def identity(datastore: Datastore) -> dict[str, Any]:
     """What names this datastore (not its contents): a rebuilt datastore gets a new identity."""
     m = datastore.manifest
-    return {"build_id": m.build_id, "created_at": getattr(m, "created_at", None)}
-
-
-def _takes_range(fn: Any) -> bool:
-    try:
-        return len(inspect.signature(fn).parameters) >= 2
-    except (TypeError, ValueError):
-        return False
+    return {"build_id": m.build_id, "created_at": m.created_at}

@@ -68,13 +68,13 @@ class SparseContract:
         assert retriever.search("qqqzzzxxv wwwyyyjjjk", 10) == []
         assert retriever.search_batch(["qqqzzzxxv", "the of and"], 10) == [[], []]
 
-    def test_deleted_paper_disappears_after_rebuild(self, retriever: SparseRetriever, sparse_datastore: Path, scifact_subset: dict) -> None:
+    def test_deleted_paper_disappears_once_the_index_is_brought_up_to_date(self, retriever: SparseRetriever, sparse_datastore: Path, scifact_subset: dict) -> None:
         claim = next(iter(scifact_subset["claims"].values()))
         top = retriever.search(claim, 1)[0].passage.paper_id
         before = read_stamp(index_dir(sparse_datastore, self.backend))
         delete_papers(sparse_datastore, [top])
         fresh = open_sparse(Datastore.open(sparse_datastore), SparseConfig(backend=self.backend))  # type: ignore[arg-type]
-        assert read_stamp(index_dir(sparse_datastore, self.backend)) != before  # stale index was rebuilt
+        assert read_stamp(index_dir(sparse_datastore, self.backend)) != before  # the stale index was brought up to date on open
         assert top not in {h.passage.paper_id for h in fresh.search(claim, 50)}
 
 
