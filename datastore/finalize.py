@@ -51,12 +51,16 @@ BUILD_DIR = "index.build"  # scratch space of an index being built (on-disk inve
 
 
 def finalize(
-    root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True
+    root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True,
+    sources: Sequence[str] | None = None,
 ) -> Manifest:
-    """Turn the finished parts under ``root`` into a complete datastore; returns its manifest."""
+    """Turn the finished parts under ``root`` into a complete datastore; returns its manifest.
+
+    ``sources`` (the build's source specs) are recorded in the manifest when given.
+    """
     root = Path(root)
     with locked(root):
-        return finalize_locked(root, encoder, config, progress=progress)
+        return finalize_locked(root, encoder, config, progress=progress, sources=sources)
 
 
 def _same_parts(manifest: Manifest, parts: list[PartInfo]) -> bool:
@@ -66,7 +70,10 @@ def _same_parts(manifest: Manifest, parts: list[PartInfo]) -> bool:
     return [key(p) for p in manifest.parts] == [key(p) for p in parts]
 
 
-def finalize_locked(root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True) -> Manifest:
+def finalize_locked(
+    root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True,
+    sources: Sequence[str] | None = None,
+) -> Manifest:
     """`finalize` for a caller that already holds ``root``'s write lock."""
     previous: Manifest | None = read_manifest(root) if (root / MANIFEST).is_file() else None
     parts = finished_parts(root)
@@ -113,7 +120,7 @@ def finalize_locked(root: Path, encoder: EncoderInfo, config: DatastoreConfig, *
         build_id=build_id(encoder.id, encoder.dim, enc_chunking, encoder.passage_prefix),
         created_at=created,
         updated_at=created,
-        sources=previous.sources if previous is not None else [],
+        sources=list(sources) if sources is not None else (previous.sources if previous is not None else []),
         parts=parts,
         index=IndexInfo(kind=kind, ntotal=int(index.ntotal), params=_params(kind, config), files=files),
         files={**stamp_of_index, TOMBSTONES: stamp(root / TOMBSTONES)},

@@ -69,6 +69,7 @@ def _build_cmd(src: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "cli", "datastore", "build", str(src), "--out", str(out), "--no-progress", *extra]
 
 
+@pytest.mark.slow
 def test_build_killed_mid_part_then_resumed_equals_an_uninterrupted_build(
     scifact_subset: dict, embedder, tmp_path: Path
 ) -> None:
@@ -133,6 +134,7 @@ def test_cli_build_reports_malformed_lines_across_parts_and_strict_fails(scifact
         Datastore.open(tmp_path / "s")
 
 
+@pytest.mark.slow
 def test_cli_info_search_add_delete(scifact_subset: dict, tmp_path: Path) -> None:
     ids = sorted(scifact_subset["docs"])[:12]
     src = jsonl(tmp_path / "a.jsonl", docs_of(scifact_subset, ids[:8]))
