@@ -277,6 +277,7 @@ def tombstone_papers(root: str | Path, paper_ids: Sequence[str]) -> tuple[dict[s
 
     Costs the lookups and the bytes set (plus re-stamping the tombstone file); unknown ids raise.
     """
+    from datastore import journal
     from datastore.integrity import check_file
     from datastore.manifest import TOMBSTONES, stamp
     from datastore.passage_store import FILE as PASSAGES
@@ -285,7 +286,7 @@ def tombstone_papers(root: str | Path, paper_ids: Sequence[str]) -> tuple[dict[s
 
     root = Path(root).expanduser()
     with locked(root):
-        manifest = read_manifest(root, require_complete=True)
+        manifest = journal.recover(root, read_manifest(root, require_complete=True))
         check_file(root, TOMBSTONES, manifest.files[TOMBSTONES])
         counts: dict[str, int] = {}
         ids: list[int] = []
@@ -307,12 +308,14 @@ def tombstone_papers(root: str | Path, paper_ids: Sequence[str]) -> tuple[dict[s
         tomb = open_tombstones(root, manifest.passages, writable=True)
         arr = np.asarray(sorted(set(ids)), dtype=np.int64)
         new = arr[tomb[arr] == 0]
+        journal.begin(root, manifest, "delete", ids=new.tolist())
         tomb[new] = 1
         sync(tomb)
         del tomb
         manifest.files[TOMBSTONES] = stamp(root / TOMBSTONES)
         manifest.deleted += len(new)
         manifest.save(root)
+        journal.end(root)
         return counts, new.tolist()
 
 

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from datastore import global_index
+from datastore import global_index, journal
 from datastore.config import DatastoreConfig
-from datastore.errors import DatastoreCorrupted, EncoderMismatch
+from datastore.errors import DatastoreCorrupted, DatastoreError, EncoderMismatch
 from datastore.finalize import part_vectors
 from datastore.index.base import Exclusion
 from datastore.integrity import check_files, fix_hint
@@ -76,7 +76,17 @@ class Datastore:
                 hint="rebuild the datastore with this encoder or set embedder.model to the one it was built with",
             )
         mode = verify or config.verify
-        check_files(root, manifest, "full" if mode == "full" else "fast")
+        try:
+            check_files(root, manifest, "full" if mode == "full" else "fast")
+        except DatastoreCorrupted as exc:
+            if journal.pending(root) is None:
+                raise
+            raise DatastoreError(
+                f"{root} is being changed by an add or delete ({exc.message})",
+                hint="retry when it finishes; if no process is writing it, rerun that add or delete (or any "
+                "`datastore delete`/`add`) to finish or undo it",
+                retryable=True,
+            ) from exc
         for p in manifest.parts:
             rel = f"parts/{p.name}/{VECTORS}"
             shape = read_npy_shape(root / rel) if p.count else (0, enc.dim)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from datastore import global_index
+from datastore import global_index, journal
 from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreError, EncoderMismatch
 from datastore.integrity import check_file
@@ -130,6 +130,7 @@ def finalize_locked(
     )
     _merge_source_stats(manifest, parts)
     manifest.save(root)
+    journal.end(root)
     return manifest
 
 
@@ -143,7 +144,7 @@ def add_parts(
 
 
 def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfig, *, progress: bool = True) -> Manifest:
-    manifest = read_manifest(root, require_complete=True)
+    manifest = journal.recover(root, read_manifest(root, require_complete=True))
     for rel in (TOMBSTONES, *(r for r in manifest.files if r.startswith(INDEX_DIR + "/"))):
         check_file(root, rel, manifest.files[rel])
     listed = {p.name for p in manifest.parts}
@@ -162,6 +163,7 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
         p.start = start
         start += p.count
     n = start
+    journal.begin(root, manifest, "add", passages=manifest.passages)
     extend_tombstones(root, n)
     tomb = open_tombstones(root, n, writable=True)
     duplicates = _dedup(root, fresh, tomb, fresh=False, progress=progress)
@@ -186,6 +188,7 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
     manifest.deleted += duplicates
     _merge_source_stats(manifest, fresh)
     manifest.save(root)
+    journal.end(root)
     return manifest
 
 
@@ -242,19 +245,19 @@ def _add_parts_to_index(index: Any, parts: Sequence[PartInfo], vectors: PartVect
 
 
 def _save_index(root: Path, index: Any) -> list[str]:
-    """Write the index into ``index.tmp/`` and swap it in for ``index/``; returns its file names."""
+    """Write the index into ``index.tmp/`` and swap it in for ``index/`` (the previous one is kept as
+    ``index.old/`` until the manifest commits); returns its file names."""
     tmp = root / (INDEX_DIR + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     files = sorted(index.save(tmp))
-    old = root / (INDEX_DIR + ".old")
+    old = root / journal.INDEX_OLD  # kept until the manifest commits (journal.end), for recovery
     if old.exists():
         shutil.rmtree(old)
     if (root / INDEX_DIR).exists():
         (root / INDEX_DIR).rename(old)
     tmp.rename(root / INDEX_DIR)
-    shutil.rmtree(old, ignore_errors=True)
     return files
 
 

@@ -195,3 +195,33 @@ def test_format_1_datastore_is_refused_with_a_rebuild_hint(tmp_path: Path) -> No
     with pytest.raises(DatastoreError, match="format 1 datastore") as exc:
         Datastore.open(root)
     assert "rebuild" in exc.value.hint and "datastore build" in exc.value.hint
+
+
+def test_an_add_that_dies_midway_is_undone_by_the_next_writer(tiny, scifact_subset: dict, embedder, tmp_path: Path) -> None:
+    from datastore.builder import build_part
+    from datastore.finalize import add_parts
+
+    root, ids = tiny
+    before = read_manifest(root)
+    cfg = DatastoreConfig(part_papers=10)
+    new_ids = sorted(scifact_subset["docs"])[30:34]
+    plan = plan_parts([str(jsonl(tmp_path / "n.jsonl", docs_of(scifact_subset, new_ids)))], cfg, first=len(before.parts))[0]
+    info = build_part(root, plan, embedder, cfg)
+    vec = root / "parts" / plan.name / "vectors.f16.npy"
+    good = vec.read_bytes()
+    vec.write_bytes(b"garbage" + good[7:])  # the add dies after growing tombstones and recording hashes
+    with pytest.raises(ValueError):
+        add_parts(root, [info], cfg, progress=False)
+    assert (root / ".pending.json").is_file() and (root / "tombstones.u8").stat().st_size > before.passages
+    with pytest.raises(DatastoreError, match="being changed by an add or delete") as exc:
+        Datastore.open(root)
+    assert exc.value.retryable
+    vec.write_bytes(good)
+    manifest = add_parts(root, [info], cfg, progress=False)  # recovers, then adds
+    assert not (root / ".pending.json").exists() and not (root / "index.old").exists()
+    assert manifest.passages == before.passages + info.count
+    assert manifest.duplicates == before.duplicates, "hashes left by the dead add are not taken for duplicates"
+    ds = Datastore.open(root, verify="full")
+    assert {p.paper_id for p in ds.iter_passages()} == set(ids) | set(new_ids)
+    _, hit = ds.search(ds.vectors([info.start]), 1)
+    assert hit[0][0] == info.start
