@@ -25,9 +25,25 @@ from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreError, EncoderMismatch
 from datastore.finalize import add_parts_locked, finalize_locked
 from datastore.locking import locked
-from datastore.manifest import MANIFEST, EncoderInfo, Manifest, PartInfo, SourceInfo, build_id, now, read_manifest
+from datastore.manifest import (
+    MANIFEST,
+    EncoderInfo,
+    Manifest,
+    PartInfo,
+    SourceInfo,
+    build_id,
+    now,
+    read_manifest,
+)
 from datastore.models import Passage
-from datastore.parts import PART_JSON, PartWriter, part_name, parts_dir, read_part_info, remove_partials
+from datastore.parts import (
+    PART_JSON,
+    PartWriter,
+    part_name,
+    parts_dir,
+    read_part_info,
+    remove_partials,
+)
 from datastore.passage_store import content_hash
 from datastore.sources import ByteRange, line_file, open_source
 
@@ -43,8 +59,12 @@ class PassageEncoder(Protocol):
     """What a build needs of the embedder (retriever's ``Embedder`` satisfies it)."""
 
     model_id: str
-    dim: int
-    max_tokens: int
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -185,12 +186,17 @@ class Datastore:
                 by_part.setdefault(part, []).append(gid - self.parts[part].start)
         found: dict[int, Passage] = {}
         for part, local in by_part.items():
-            found.update(self._sql(part, lambda s, local=local: s.get(local)))
+            found.update(self._sql(part, partial(PassageStore.get, local_ids=local)))
         return [found[i] for i in want if i in found]
 
     def passage_ids_of_papers(self, paper_ids: Sequence[str]) -> list[int]:
         """Live passage ids of ``paper_ids``, ascending."""
-        ids = [i for n in range(len(self.parts)) for i in self._sql(n, lambda s: s.ids_of_papers(list(paper_ids)))]
+        wanted = list(paper_ids)
+
+        def lookup(store: PassageStore) -> list[int]:
+            return store.ids_of_papers(wanted)
+
+        ids = [i for n in range(len(self.parts)) for i in self._sql(n, lookup)]
         if not ids:
             return []
         arr = np.asarray(sorted(ids), dtype=np.int64)

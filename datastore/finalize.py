@@ -44,7 +44,13 @@ from datastore.part_vectors import PartVectors
 from datastore.parts import VECTORS, finished_parts, parts_dir, remove_partials
 from datastore.passage_store import FILE as PASSAGES
 from datastore.passage_store import PassageStore
-from datastore.tombstones import HashIndex, create_tombstones, extend_tombstones, open_tombstones, sync
+from datastore.tombstones import (
+    HashIndex,
+    create_tombstones,
+    extend_tombstones,
+    open_tombstones,
+    sync,
+)
 
 log = logging.getLogger(__name__)
 BUILD_DIR = "index.build"  # scratch space of an index being built (on-disk inverted lists)

@@ -54,7 +54,7 @@ def test_search_equals_exact_search_over_all_stored_vectors(small_datastore: Pat
     all_vectors = ds.vectors(list(range(n)))
     assert all_vectors.shape == (n, ds.dim) and np.all(np.linalg.norm(all_vectors, axis=1) > 0.99)
     q = embedder.encode_queries(["ketogenic diet and epilepsy", "T cell exhaustion in tumors"]).vectors
-    scores, ids = ds.search(q, 20)
+    _, ids = ds.search(q, 20)
     exact = all_vectors @ q.T
     exact[ds.is_deleted(np.arange(n))] = -np.inf
     truth = np.argsort(-exact, axis=0)[:20].T
