@@ -51,7 +51,13 @@ def finished_parts(root: Path) -> list[PartInfo]:
     for d in sorted(base.iterdir()):
         if PARTIAL in d.name or not (d / PART_JSON).is_file():
             continue
-        out.append(read_part_info(d))
+        info = read_part_info(d)
+        if info.name != d.name:
+            raise DatastoreCorrupted(
+                f"{d / PART_JSON} names part {info.name!r}, not {d.name!r} (a part copied or renamed by hand)",
+                hint=f"delete {d} and rebuild it; parts are never renamed",
+            )
+        out.append(info)
     return out
 
 
