@@ -17,7 +17,7 @@ from retriever.config import RetrievalConfig, SparseConfig
 from retriever.errors import RetrieverError
 from retriever.sparse import Change, open_sparse, pick_backend
 from retriever.sparse.bm25s_backend import BM25sRetriever
-from retriever.sparse.protocol import index_dir, read_stamp
+from retriever.sparse.protocol import index_dir, read_stamp, write_stamp
 from retriever.sparse.source import next_id
 
 SCIFACT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "beir" / "scifact"
@@ -197,3 +197,46 @@ def test_lucene_appends_and_deletes_in_place_and_scores_like_a_rebuild(
     for a, b in zip(expunged, rebuilt, strict=True):
         assert set(a) == set(b) and len(a) > 0
         np.testing.assert_allclose([a[i] for i in sorted(a)], [b[i] for i in sorted(b)], atol=1e-6)
+
+
+@pytest.mark.lucene
+def test_an_interrupted_lucene_append_is_redone_without_duplicates(small_datastore: Path, tmp_path: Path) -> None:
+    """A crash after Lucene committed an append but before the stamp moved: the sync removes what
+    the append wrote for its ids, then redoes it (else those passages would be indexed twice)."""
+    pytest.importorskip("pyserini", reason="the lucene extra is not installed")
+    from retriever.sparse.lucene_backend import LuceneRetriever, _autoclass
+
+    root = _copy(small_datastore, tmp_path)
+    ds = Datastore.open(root)
+    cfg = SparseConfig(backend="lucene")
+    LuceneRetriever(ds, cfg)
+    directory = index_dir(root, "lucene")
+    stamp = read_stamp(directory)
+    assert stamp is not None
+    cut = next_id(ds) // 2
+    write_stamp(directory, {**stamp, "indexed_to": cut, "pending_add": [cut, next_id(ds)]})
+    assert LuceneRetriever.sync(ds, cfg) == "updated"
+    reader_cls = _autoclass("org.apache.lucene.index.DirectoryReader")
+    fs = _autoclass("org.apache.lucene.store.FSDirectory").open(_autoclass("java.io.File")(str(directory / "index")).toPath())
+    reader = reader_cls.open(fs)
+    try:
+        assert reader.numDocs() == len(ds)
+    finally:
+        reader.close()
+    assert "pending_add" not in (read_stamp(directory) or {})
+
+
+def test_a_bm25s_segment_left_by_a_crash_is_never_served_and_is_cleaned_up(small_datastore: Path, tmp_path: Path) -> None:
+    root = _copy(small_datastore, tmp_path)
+    ds = Datastore.open(root)
+    cfg = SparseConfig(backend="bm25s")
+    BM25sRetriever(ds, cfg)
+    directory = index_dir(root, "bm25s")
+    listed = (read_stamp(directory) or {})["segments"]
+    stray = directory / f"seg-{next_id(ds):012d}-{next_id(ds) + 5:012d}"
+    shutil.copytree(directory / listed[0], stray)  # written, but the stamp never named it
+    retriever = BM25sRetriever(ds, cfg)
+    assert len(retriever._load()) == len(listed)  # only the stamp's segments are opened
+    delete_papers(root, [next(iter(ds.iter_passages())).paper_id])  # a change to sync
+    assert BM25sRetriever.sync(Datastore.open(root), cfg) == "updated"
+    assert not stray.exists() and all((directory / name).is_dir() for name in listed)
