@@ -81,7 +81,10 @@ def scifact_real(datastore: Path, max_queries: int) -> tuple[np.ndarray, np.ndar
     from retriever.st_embedder import SentenceTransformerEmbedder
 
     ds = Datastore.open(datastore)
-    base = np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in ds.shards])
+    if hasattr(ds, "shards"):  # format 1: one index per shard
+        base = np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in ds.shards])
+    else:  # format 2 (ds-store): parts + one global index; ids 0..next_id-1
+        base = np.asarray(ds.vectors(np.arange(ds.next_id, dtype=np.int64)), dtype=np.float32)
     qids = {line.split("\t")[0] for line in (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]}
     claims = [
         json.loads(line)["text"]
