@@ -56,10 +56,6 @@ from datastore.index.kmeans import coarse_centroids
 TRAINED = "ivfpq.trained.faiss"
 MIN_POINTS_PER_LIST = 39  # FAISS warns below this
 TRAIN_POINTS_PER_LIST = 64  # enough for good centroids; more mostly costs time
-# From this many lists on, adds find each vector's list with an HNSW graph over the centroids:
-# exact assignment costs nlist x dim per vector (94 MFLOP at 237M's ~61.6k lists), the graph ~2k
-# distance computations. Searches keep the exact (flat) quantizer.
-HNSW_ASSIGN_ABOVE = 16_384
 
 
 def pick_m(dim: int, wanted: int) -> int:
@@ -92,8 +88,6 @@ class IVFPQIndex:
         self.vectors = _as_source(vectors)
         self.memory_mb = memory_mb
         self.block_bytes = memory_mb * 2**20 // 2  # codes + ids held in RAM before a block goes to disk
-        self.hnsw_assign_above = HNSW_ASSIGN_ABOVE
-        self._assigner: Any = None
         self._workdir = Path(workdir) if workdir is not None else None
         self._own_workdir = False
         self._trained: Any = None  # empty trained index: template for blocks and segment headers
@@ -176,28 +170,10 @@ class IVFPQIndex:
         x, ids = check_batch(vectors, ids, self.dim)
         if self._block is None:
             self._block = faiss.clone_index(self._template())
-        template = self._template()
-        if template.nlist > self.hnsw_assign_above:
-            _, lists = self._centroid_graph().search(x, 1)
-            lists = np.ascontiguousarray(lists.ravel(), dtype=np.int64)
-            self._block.add_core(len(x), faiss.swig_ptr(x), faiss.swig_ptr(ids), faiss.swig_ptr(lists))
-        else:
-            self._block.add_with_ids(x, ids)
+        self._block.add_with_ids(x, ids)
         self._dirty = True
         if self._block.ntotal * (self._block.code_size + 8) >= self.block_bytes:
             self._flush_block()
-
-    def _centroid_graph(self) -> Any:
-        """An HNSW graph over the coarse centroids, built once per process (seconds at 60k lists)."""
-        if self._assigner is None:
-            template = self._template()
-            centroids = template.quantizer.reconstruct_n(0, template.nlist)
-            graph = faiss.IndexHNSWFlat(self.dim, 32, faiss.METRIC_INNER_PRODUCT)
-            graph.hnsw.efConstruction = 80
-            graph.add(centroids)
-            graph.hnsw.efSearch = 64
-            self._assigner = graph
-        return self._assigner
 
     def build(self, vectors: np.ndarray) -> None:
         """Compatibility with the per-shard builder: train on a sample of ``vectors``, add them as 0..n-1."""

@@ -132,19 +132,3 @@ def test_two_level_kmeans_gives_exactly_nlist_unit_centroids(data, monkeypatch: 
     sizes = np.array([500, 3, 0, 1200, 40])
     alloc = kmeans._split(sizes, 30)
     assert alloc.sum() == 30 and (alloc <= sizes).all() and alloc[2] == 0 and (alloc[sizes > 0] >= 1).all()
-
-
-def test_hnsw_assignment_of_adds_keeps_recall(data) -> None:
-    """Large nlist: adds find their list through an HNSW graph over the centroids (searches stay exact)."""
-    base, queries = data
-    exact = trained(base)
-    graph = trained(base)
-    graph.hnsw_assign_above = 0
-    for index in (exact, graph):
-        index.add(base, np.arange(len(base), dtype=np.int64))
-        index.vectors = PartVectors([(0, base.astype(np.float16))])
-    assert graph._assigner is not None and exact._assigner is None
-    assert graph.ntotal == exact.ntotal == len(base)
-    same = np.mean([graph._block.invlists.list_size(i) == exact._block.invlists.list_size(i) for i in range(32)])
-    assert same >= 0.5  # nearly every vector lands in the same list
-    assert recall_at_10(graph.search(queries, 10)[1], base, queries) >= 0.95
