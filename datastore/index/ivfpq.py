@@ -144,7 +144,7 @@ class IVFPQIndex:
         quantizer.add(coarse_centroids(x, nlist, seed=0))
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         index.train(x)  # the quantizer is already trained: this learns the PQ on residuals
         self._trained = index
         self._searcher = None
@@ -224,7 +224,7 @@ class IVFPQIndex:
         elif len(lists) == 1:
             il = lists[0]
         else:
-            vec = faiss.InvertedListsPtrVector()
+            vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
             for one in lists:
                 vec.push_back(one)
             il = faiss.HStackInvertedLists(len(lists), vec.data())
@@ -243,7 +243,7 @@ class IVFPQIndex:
         index = self._ready()
         excl = as_exclusion(exclude)
         sel = excl.selector() if excl is not None else None
-        params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)
+        params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)  # type: ignore[call-arg]  # faiss stubs lag the SWIG API
         if sel is not None:
             params.sel = sel
         rescore = self.config.rescore if self.vectors is not None else 0
@@ -313,7 +313,7 @@ class IVFPQIndex:
         for stale in (data, directory / (name + ".faiss")):
             stale.unlink(missing_ok=True)  # a crashed save's leftovers
         ondisk = faiss.OnDiskInvertedLists(template.nlist, template.code_size, str(data))
-        vec = faiss.InvertedListsPtrVector()
+        vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         for il in lists:
             vec.push_back(il)
         with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
@@ -324,9 +324,9 @@ class IVFPQIndex:
             quantizer, self.dim, template.nlist, template.pq.M, template.pq.nbits, faiss.METRIC_INNER_PRODUCT
         )
         header.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         header.replace_invlists(ondisk, True)
-        ondisk.this.disown()
+        ondisk.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         header.ntotal = n
         tmp = directory / (name + ".faiss.tmp")
         faiss.write_index(header, str(tmp))
@@ -338,7 +338,7 @@ class IVFPQIndex:
         if self._searcher is not None:  # point the searcher away from the lists about to go
             empty = faiss.ArrayInvertedLists(self._searcher.nlist, self._searcher.code_size)
             self._searcher.replace_invlists(empty, True)
-            empty.this.disown()
+            empty.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         self._stack = []
         work = self._workdir
         names = [name for name, _, _ in self._blocks]

@@ -75,15 +75,15 @@ def test_build_ram_is_bounded_by_blocks_on_disk(data, tmp_path: Path) -> None:
         big.add(base[lo : lo + 500], ids)
     assert len(small._blocks) >= 7 and len(list(work.glob("block-*.faiss"))) == len(small._blocks)
     assert small.memory_bytes() < big.memory_bytes()
-    s_small, i_small = small.search(queries, 10)  # unsaved blocks are searchable too
+    _s_small, i_small = small.search(queries, 10)  # unsaved blocks are searchable too
     small.save(tmp_path / "a")
     big.save(tmp_path / "b")
     assert not list(work.glob("block-*")), "blocks are merged and removed by save"
     a = load_index(tmp_path / "a", DIM, DatastoreConfig(ivfpq=CFG))
     b = load_index(tmp_path / "b", DIM, DatastoreConfig(ivfpq=CFG))
     assert a.ntotal == b.ntotal == len(base)
-    sa, ia = a.search(queries, 10)
-    sb, ib = b.search(queries, 10)
+    _sa, ia = a.search(queries, 10)
+    _sb, ib = b.search(queries, 10)
     assert np.array_equal(np.sort(ia, axis=1), np.sort(ib, axis=1)) and np.array_equal(ia, i_small)
 
 
