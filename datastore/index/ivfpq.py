@@ -280,14 +280,47 @@ class IVFPQIndex:
                     _link_or_copy(self._directory / (name + ext), directory / (name + ext))
         pending = self._pending_lists()
         if pending:
-            name = f"seg-{len(self._segments):05d}"
+            name = self._next_segment_name()
             n = self._write_ondisk(directory, name, pending)
             self._discard_pending()
             self._segments.append((name, n, _open_ondisk(directory, name)))
         self._directory = directory
         self._dirty = True
+        return self._write_meta(directory)
+
+    def compact(self, directory: Path | None = None) -> list[str]:
+        """Merge every segment (and unsaved adds) into one new segment; returns all file names.
+
+        Each ``datastore add`` leaves one more segment, and searching more than one stacks their
+        lists (copying the probed ones per query). This rewrites all codes once (O(codes) disk I/O,
+        bounded RAM); the old segment files are removed after index.json points at the new one
+        (processes that still map them keep reading them until they reopen).
+        """
+        directory = Path(directory) if directory is not None else self._directory
+        if directory is None:
+            raise DatastoreError("nothing to compact: the index was never saved", hint="call save(directory) first")
+        if len(self._segments) + len(self._blocks) + (self._block is not None) <= 1:
+            return self.save(directory)
+        self.save(directory)  # everything into segments first, all in ``directory``
+        name = self._next_segment_name()
+        n = self._write_ondisk(directory, name, [_lists(h) for _, _, h in self._segments])
+        old = [seg for seg, _, _ in self._segments]
+        self._discard_pending()  # points the searcher away from the old lists
+        self._segments = [(name, n, _open_ondisk(directory, name))]
+        self._dirty = True
+        files = self._write_meta(directory)
+        for seg in old:
+            for ext in (".faiss", ".ivfdata"):
+                (directory / (seg + ext)).unlink(missing_ok=True)
+        return files
+
+    def _next_segment_name(self) -> str:
+        used = [int(name.split("-")[1]) for name, _, _ in self._segments]
+        return f"seg-{max(used, default=-1) + 1:05d}"
+
+    def _write_meta(self, directory: Path) -> list[str]:
         segs = [{"name": name, "ntotal": n} for name, n, _ in self._segments]
-        ivf = template
+        ivf = self._template()
         meta = write_meta(
             directory,
             {
