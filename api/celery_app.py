@@ -29,6 +29,15 @@ celery = Celery("openscholar", include=["api.tasks"])
 _settings: Settings | None = None
 _store: JobStore | None = None
 _engine: Any = None
+# What this process's worker serves: "answer" (questions: the Engine is warmed per process) and/or
+# "build" (datastore parts: api/build_tasks.py loads the embedder on its first part).
+_roles: frozenset[str] = frozenset({"answer"})
+
+
+def set_roles(roles: set[str] | frozenset[str]) -> None:
+    """Tell the worker process hooks what this worker serves (`openscholar worker --queues`)."""
+    global _roles
+    _roles = frozenset(roles)
 
 
 def embedded_dir(settings: Settings) -> Path:
@@ -191,6 +200,8 @@ def _warm_worker(**_: Any) -> None:
     global _store
     if _settings is not None:
         _store = build_store(_settings)
+    if "answer" not in _roles:  # a build-only worker: no Engine to warm, and /readyz must not count it
+        return
     start = time.perf_counter()
     try:
         engine().warm_up()
@@ -204,6 +215,8 @@ def _warm_worker(**_: Any) -> None:
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     """Solo and thread pools run jobs in the main process, which then sends the heartbeats."""
     pool = getattr(sender, "pool", None)
+    if "answer" not in _roles:
+        return
     if pool is not None and type(pool).__module__ != "celery.concurrency.prefork":
         _start_heartbeat(type(pool).__module__.rsplit(".", 1)[-1])
 
