@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,14 @@ from tqdm.auto import tqdm
 
 from api import build_tasks
 from api.celery_app import configure, is_embedded
-from datastore.builder import BuildReport, DatastoreBuilder, PartPlan, PassageEncoder, build_part, encoder_info, plan_parts
+from datastore.builder import (
+    BuildReport,
+    DatastoreBuilder,
+    PartPlan,
+    PassageEncoder,
+    build_part,
+    encoder_info,
+)
 from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreError, EncoderMismatch, ScholarError
 from datastore.manifest import PartInfo
@@ -76,13 +82,6 @@ class DispatchStats:
     resent: int = 0
     seconds: float = 0.0
     workers: dict[str, WorkerStats] = field(default_factory=dict)
-
-
-def parts_for(sources: Sequence[str], config: DatastoreConfig, parts: int) -> int:
-    """``part_papers`` that cuts ``sources`` into about ``parts`` parts (ceil(papers / parts)); the local
-    and the Celery build given the same ``--parts`` then plan the same parts."""
-    papers = sum(p.lines or 1 for p in plan_parts(list(sources), config.model_copy(update={"part_papers": 1 << 62})))
-    return max(1, math.ceil(papers / max(1, parts)))
 
 
 class CeleryDatastoreBuilder(DatastoreBuilder):

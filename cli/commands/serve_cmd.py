@@ -132,7 +132,7 @@ def worker(
         _exit_with_parent(parent_pid, s.service.embedded_worker_stop_s)
     app = configure(s)
     set_roles(roles)
-    import api.build_tasks  # noqa: F401 - registers the tasks
+    import api.build_tasks
     import api.tasks  # noqa: F401
 
     for handler in logging.getLogger().handlers:  # Celery logs through the root handler at --log-level
