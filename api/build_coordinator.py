@@ -66,11 +66,13 @@ class PartRun:
 
 @dataclass
 class WorkerStats:
-    """What one worker process did in this build (parts it built, passages it embedded, its seconds)."""
+    """What one worker process did in this build: parts it built, passages it embedded, its seconds on
+    them (``load_s`` of it loading the embedder, once per process)."""
 
     parts: int = 0
     passages: int = 0
     seconds: float = 0.0
+    load_s: float = 0.0
     device: str = ""
 
 
@@ -188,6 +190,7 @@ class CeleryDatastoreBuilder(DatastoreBuilder):
                 w.parts += 1
                 w.passages += int(res.get("embedded", 0))
                 w.seconds += float(res.get("seconds", 0.0))
+                w.load_s += float(res.get("load_s", 0.0))
             for task_id in run.attempts:
                 build_tasks.build_part_task.AsyncResult(task_id).forget()
         report.parts_written += len(runs)

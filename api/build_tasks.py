@@ -94,20 +94,27 @@ class _CountingEncoder:
 
 
 class _Heartbeat:
-    """Stores the task's PROGRESS state every ``interval`` seconds while the part is being built."""
+    """Stores the task's PROGRESS state every ``interval`` seconds from the moment the worker takes the part
+    (loading a model can take longer than the coordinator's patience) until it is built."""
 
-    def __init__(self, task: Any, task_id: str, part: str, encoder: _CountingEncoder, interval: float) -> None:
-        self.task, self.task_id, self.part, self.encoder, self.interval = task, task_id, part, encoder, interval
+    def __init__(self, task: Any, task_id: str, part: str, interval: float) -> None:
+        self.task, self.task_id, self.part, self.interval = task, task_id, part, interval
+        self.encoder: _CountingEncoder | None = None  # set once the embedder is loaded
         self.beat = 0
-        self.info = {"worker": worker_id(), "device": encoder.device, "part": part}
+        self.info: dict[str, Any] = {"worker": worker_id(), "part": part}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"beat-{part}")
+
+    def attach(self, encoder: _CountingEncoder) -> None:
+        self.encoder = encoder
+        self.info["device"] = encoder.device
 
     def send(self) -> None:
         self.beat += 1
         try:
             self.task.update_state(task_id=self.task_id, state="PROGRESS",
-                                   meta={**self.info, "beat": self.beat, "passages": self.encoder.embedded})
+                                   meta={**self.info, "beat": self.beat,
+                                         "passages": self.encoder.embedded if self.encoder else 0})
         except Exception as exc:  # noqa: BLE001 - Redis blip: the next beat may get through
             log.warning("part %s: could not report progress: %s", self.part, exc)
 
@@ -175,20 +182,23 @@ def build_part_task(self: Any, plan: dict[str, Any], root: str, embedder: dict[s
                 "that path as --out",
             )
         config = DatastoreConfig.model_validate(datastore)
-        encoder = _CountingEncoder(worker_embedder(embedder))
-        summary = json.loads(encoder_info(encoder).model_dump_json())
-        done_before = (parts_dir(path) / part.name / PART_JSON).is_file()
-        if done_before:  # a second copy of a finished part: nothing to lock, nothing to redo
-            info = build_part(path, part, encoder, config)  # type: ignore[arg-type]
-        else:
-            with part_lock(path, part.name) as mine:
-                if not mine:
-                    log.info("part %s is being built by another live worker; looking again in %.0f s",
-                             part.name, LOCK_RETRY_S)
-                    raise self.retry(countdown=LOCK_RETRY_S, max_retries=None)
-                # This process holds the part: what a killed builder of it left is garbage now.
-                remove_partials(path, part.name)
-                with _Heartbeat(self, task_id, part.name, encoder, rt.settings().service.build_heartbeat_s):
+        with _Heartbeat(self, task_id, part.name, rt.settings().service.build_heartbeat_s) as beat:
+            loading = time.perf_counter()
+            encoder = _CountingEncoder(worker_embedder(embedder))
+            load_s = time.perf_counter() - loading
+            beat.attach(encoder)
+            summary = json.loads(encoder_info(encoder).model_dump_json())
+            done_before = (parts_dir(path) / part.name / PART_JSON).is_file()
+            if done_before:  # a second copy of a finished part: nothing to lock, nothing to redo
+                info = build_part(path, part, encoder, config)  # type: ignore[arg-type]
+            else:
+                with part_lock(path, part.name) as mine:
+                    if not mine:
+                        log.info("part %s is being built by another live worker; looking again in %.0f s",
+                                 part.name, LOCK_RETRY_S)
+                        raise self.retry(countdown=LOCK_RETRY_S, max_retries=None)
+                    # This process holds the part: what a killed builder of it left is garbage now.
+                    remove_partials(path, part.name)
                     info = build_part(path, part, encoder, config)  # type: ignore[arg-type]
     except ScholarError as exc:
         log.warning("part %s failed: %s", plan.get("name"), exc)
@@ -204,6 +214,7 @@ def build_part_task(self: Any, plan: dict[str, Any], root: str, embedder: dict[s
         "embedded": encoder.embedded,
         "reused": done_before,
         "seconds": round(seconds, 3),
+        "load_s": round(load_s, 3),
     }
 
 

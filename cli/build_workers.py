@@ -51,6 +51,7 @@ def report_workers(builder: DatastoreBuilder, report: BuildReport) -> None:
     err.print(f"  celery: {stats.parts_sent} part tasks sent ({stats.resent} sent again after a lost worker), "
               f"parts done in {stats.seconds:.1f}s", highlight=False)
     for name, w in sorted(stats.workers.items()):
-        rate = w.passages / w.seconds if w.seconds else 0.0
-        err.print(f"  worker {name} on {w.device}: {w.parts} parts, {w.passages} passages, {rate:.1f} passages/s",
-                  highlight=False)
+        busy = w.seconds - w.load_s
+        rate = w.passages / busy if busy > 0 else 0.0
+        err.print(f"  worker {name} on {w.device}: {w.parts} parts, {w.passages} passages, {rate:.1f} passages/s "
+                  f"(model load {w.load_s:.1f}s not counted)", highlight=False)
