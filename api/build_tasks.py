@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from celery.signals import worker_process_init, worker_ready
 
 from api import celery_app as rt
 from api.celery_app import celery
@@ -75,6 +76,31 @@ def worker_embedder(config: dict[str, Any]) -> SentenceTransformerEmbedder:
                         encoder.device, time.perf_counter() - start)
             _encoder = (key, encoder)
         return _encoder[1]
+
+
+def _warm(pool: str) -> None:
+    """Load the embedder of this worker's own settings before the first part arrives (a build with
+    the same embedder settings then finds it loaded); a failure here is logged and retried per part."""
+    if "build" not in rt.roles():
+        return
+    try:
+        worker_embedder(json.loads(rt.settings().embedder.model_dump_json()))
+    except Exception:
+        log.exception("build worker (%s pool): loading the embedder failed; each part will try again", pool)
+
+
+@worker_process_init.connect
+def _warm_pool_process(**_: Any) -> None:
+    """Prefork: each pool process loads its own embedder (never the parent's, before fork)."""
+    _warm("prefork")
+
+
+@worker_ready.connect
+def _warm_main_process(sender: Any = None, **_: Any) -> None:
+    """Solo and thread pools build parts in the main process: load the embedder before `ready.`."""
+    pool = getattr(sender, "pool", None)
+    if pool is not None and type(pool).__module__ != "celery.concurrency.prefork":
+        _warm(type(pool).__module__.rsplit(".", 1)[-1])
 
 
 class _CountingEncoder:

@@ -40,6 +40,11 @@ def set_roles(roles: set[str] | frozenset[str]) -> None:
     _roles = frozenset(roles)
 
 
+def roles() -> frozenset[str]:
+    """What this process's worker serves: "answer" and/or "build"."""
+    return _roles
+
+
 def embedded_dir(settings: Settings) -> Path:
     path = settings.cache_path / "service"
     path.mkdir(parents=True, exist_ok=True)
