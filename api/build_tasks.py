@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Self
 
 import numpy as np
 from celery.signals import worker_process_init, worker_ready
@@ -148,7 +148,7 @@ class _Heartbeat:
         while not self._stop.wait(self.interval):
             self.send()
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> Self:
         self.send()
         self._thread.start()
         return self

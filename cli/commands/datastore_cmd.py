@@ -10,11 +10,11 @@ import typer
 
 from cli.build_workers import make_builder, parts_for, report_workers
 from cli.common import err, out, print_json, settings
-from datastore.builder import BuildReport, DatastoreBuilder, tombstone_papers
+from datastore.builder import BuildReport, tombstone_papers
 from datastore.errors import ScholarError
 from datastore.integrity import check_files, scrub
 from datastore.manifest import read_manifest
-from openscholar.components import build_embedder, default_sources
+from openscholar.components import default_sources
 
 app = typer.Typer(help="Build, inspect, extend, prune and verify datastores.", no_args_is_help=True)
 
@@ -87,6 +87,7 @@ def add(
     sources: list[str] = typer.Argument(..., help="Sources to add."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed record."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    workers: str = typer.Option("local", "--workers", help="local, or celery (as for `datastore build`)."),
 ) -> None:
     """Add papers as new parts without rebuilding: new passages are deduplicated against the hash index
     and added to the index without retraining."""
@@ -97,8 +98,10 @@ def add(
     ds_cfg = s.datastore.model_copy(deep=True)
     ds_cfg.strict = strict or ds_cfg.strict
     t0 = time.perf_counter()
-    report = DatastoreBuilder(build_embedder(s), ds_cfg, progress=progress).add(root, sources)
+    builder = make_builder(s, ds_cfg, workers, progress=progress)
+    report = builder.add(root, sources)
     _report(report, time.perf_counter() - t0)
+    report_workers(builder, report)
     _after_change(ctx, root, added=report.added)
 
 

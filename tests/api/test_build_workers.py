@@ -260,3 +260,30 @@ def test_a_worker_killed_mid_part_is_replaced_and_the_build_equals_the_local_one
     assert sorted(mine) == sorted(reference)
     assert [k for k in mine if mine[k] != reference[k]] == []
     assert not [p for p in (root / "parts").iterdir() if ".partial" in p.name]
+
+
+def test_a_celery_build_needs_a_broker_that_workers_share(tmp_path):
+    """Without service.broker_url the service runs on an embedded SQLite broker: no place for other machines."""
+    from api.build_coordinator import CeleryDatastoreBuilder
+    from datastore.errors import DatastoreError
+    from retriever.st_embedder import SentenceTransformerEmbedder
+
+    env = {"OPENSCHOLAR_CACHE_DIR": str(tmp_path)}
+    with environ(env):
+        settings = load(env)
+    assert settings.service.broker_url is None
+    with pytest.raises(DatastoreError) as info:
+        CeleryDatastoreBuilder(SentenceTransformerEmbedder(settings.embedder), settings.datastore, settings)
+    assert "OPENSCHOLAR_SERVICE__BROKER_URL" in info.value.hint and "--workers local" in info.value.hint
+
+
+@pytest.mark.parametrize("queues", ["bogus", "answer,builds", ","])
+def test_the_worker_refuses_unknown_queues(queues):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, ["worker", "--queues", queues], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "unknown queue(s)" in text and "use answer, build or answer,build" in text
