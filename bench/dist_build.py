@@ -160,7 +160,7 @@ def gpu_section(cpu_worker_rate: float | None, mean_tokens: float) -> dict[str, 
             "published_v100_sentences_per_s": sentences,
             "projected_v100_passages_per_s": round(passages),
             "projected_days_for_237M_on_one_v100": round(FULL_CORPUS / passages / 86400, 1),
-            "vs_measured_cpu_worker": round(passages / cpu_worker_rate, 1) if cpu_worker_rate else None,
+            "vs_cpu_worker_measured_here_under_load": round(passages / cpu_worker_rate, 1) if cpu_worker_rate else None,
         }
     section["projection"] = {
         "label": "PROJECTION (not measured): published V100 sentence rates scaled to passage length by tokens",
@@ -276,7 +276,7 @@ def main() -> None:
     print(result["gpu"]["statement"])
     for model, p in result["gpu"]["projection"]["models"].items():
         print(f"  PROJECTION {model}: ~{p['projected_v100_passages_per_s']} passages/s per V100 "
-              f"(~{p['vs_measured_cpu_worker']}x a CPU worker here), ~{p['projected_days_for_237M_on_one_v100']} "
+              f"(~{p['vs_cpu_worker_measured_here_under_load']}x a 1-thread CPU worker under this run's load), ~{p['projected_days_for_237M_on_one_v100']} "
               "days for 237M passages on one V100")
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
