@@ -210,6 +210,11 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     def recall(found: np.ndarray, ref: np.ndarray) -> float:
         return round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, ref, strict=True)])), 4)
 
+    searcher = index._ready()  # noqa: SLF001 - figures only
+    t = time.thread_time()
+    for x in q:
+        searcher.quantizer.search(x[None], nprobe)
+    coarse_ms = (time.thread_time() - t) / len(q) * 1000
     plain, lat_plain = run(None)
     excluded, lat_excl = run(excl)
     deleted = np.flatnonzero(np.asarray(tomb))
@@ -225,7 +230,8 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
         "anon_delta_bytes_per_passage": round((after["anonymous"] - before["anonymous"]) / n, 2),
         "file_backed_bytes_after": after["file_backed"],
         "file_backed_delta_bytes_per_passage": round((after["file_backed"] - before["file_backed"]) / n, 2),
-        "index_memory_bytes": index.memory_bytes(),
+        "index_memory_bytes": index.memory_bytes(), "nlist": int(searcher.nlist), "m": int(searcher.pq.M),
+        "coarse_ms": round(coarse_ms, 4), "mean_list_size": round(n / int(searcher.nlist), 1),
     }
 
 
@@ -299,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(results, indent=1))
     print_table(results)
     print(f"wrote {out}")
+    from bench.projection import project_global
+
+    project_global(results, out.parent / "projection_global.json")
     if args.clean:
         shutil.rmtree(args.dir, ignore_errors=True)
     return 0

@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +100,7 @@ class IVFPQIndex:
         self._block: Any = None  # the block being filled (in RAM)
         self._stack: list[Any] = []  # keeps the python proxies of stacked lists alive
         self._dirty = True
+        self._lock = threading.Lock()  # searches may come from several threads; (re)stacking is not atomic
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -204,6 +206,12 @@ class IVFPQIndex:
         """The search index with every segment, flushed block and the open block stacked."""
         if not self._dirty and self._searcher is not None:
             return self._searcher
+        with self._lock:
+            if not self._dirty and self._searcher is not None:
+                return self._searcher
+            return self._restack()
+
+    def _restack(self) -> Any:
         if self._searcher is None:
             self._searcher = faiss.clone_index(self._template())
         lists: list[Any] = [_lists(h) for _, _, h in self._segments + self._blocks]
@@ -376,6 +384,7 @@ class IVFPQIndex:
                     hint="rebuild the index",
                 )
             self._segments.append((seg["name"], int(seg["ntotal"]), header))
+        self._ready()  # stack now: serving then only reads
         return self
 
     # -- figures --------------------------------------------------------------------------------
