@@ -245,7 +245,7 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    med = {n: statistics.median(r["wall_s"] for r in rows) for n, rows in runs.items()}
+    med = {n: round(statistics.median(r["wall_s"] for r in rows), 2) for n, rows in runs.items()}
     rates = [w["passages_per_s"] for row in runs[1] for w in row["workers"].values() if w["passages_per_s"]]
     cpu_rate = statistics.median(rates) if rates else None
     result.update({
