@@ -25,6 +25,7 @@ from openscholar.settings import Settings
 log = logging.getLogger(__name__)
 
 celery = Celery("openscholar", include=["api.tasks"])
+PROC_START_TIMEOUT_S = 600.0  # how long a pool process may take to load its models (see configure)
 
 _settings: Settings | None = None
 _store: JobStore | None = None
@@ -160,6 +161,10 @@ def configure(settings: Settings) -> Celery:
         task_time_limit=time_limits(settings)[1],
         result_expires=svc.job_ttl_s,
         worker_prefetch_multiplier=1,
+        # A pool process loads its models (the Engine, or a build worker's embedder) in worker_process_init,
+        # before it reports up. Celery kills a *replacement* process that is not up within 4 s (its default),
+        # and starts another that is killed the same way: a worker whose pool process died never recovered.
+        worker_proc_alive_timeout=PROC_START_TIMEOUT_S,
         worker_concurrency=svc.worker_concurrency,
         worker_hijack_root_logger=False,
         task_default_queue=svc.queue,
