@@ -37,12 +37,13 @@ pytestmark = pytest.mark.redis
 
 
 class BuildWorker:
-    """One `openscholar worker --queues build` subprocess (solo pool: it builds parts in its main process)."""
+    """One `openscholar worker --queues build` subprocess (solo pool: it builds parts in its main process;
+    prefork: in ``concurrency`` pool processes)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, name: str) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, name: str, pool: str = "solo", concurrency: int = 1) -> None:
         self.name, self.log_path = name, log_path
-        self.cmd = [sys.executable, "-m", "cli", "worker", "--queues", "build", "--pool", "solo", "-n",
-                    f"{name}@%h", "--log-level", "INFO"]
+        self.cmd = [sys.executable, "-m", "cli", "worker", "--queues", "build", "--pool", pool, "-c", str(concurrency),
+                    "-n", f"{name}@%h", "--log-level", "INFO"]
         self.env = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -179,6 +180,12 @@ def local_build(corpus: Path, build_env: dict[str, str], tmp_path_factory: pytes
     return root
 
 
+def loaded_pids(log: Path) -> set[str]:
+    """Worker processes that logged loading their embedder (api/build_tasks.py: "build worker PID: ...")."""
+    return {line.split("build worker ", 1)[1].split(":", 1)[0] for line in log.read_text(errors="replace").splitlines()
+            if "build worker " in line and "loaded in" in line}
+
+
 def celery_build(corpus: Path, env: dict[str, str], root: Path, **kwargs: Any) -> Any:
     from api.build_coordinator import CeleryDatastoreBuilder
     from retriever.st_embedder import SentenceTransformerEmbedder
@@ -287,3 +294,62 @@ def test_the_worker_refuses_unknown_queues(queues):
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.replace("│", " ").split())
     assert "unknown queue(s)" in text and "use answer, build or answer,build" in text
+
+
+@pytest.mark.slow
+def test_a_prefork_pool_process_killed_mid_part_is_replaced_and_its_part_redone(corpus, build_env, local_build, tmp_path):
+    """SIGKILL one pool process of a prefork worker while it embeds: the parent requeues the part at once
+    (reject_on_worker_lost), a replacement process loads its embedder (it is not killed for being slow to
+    start), and the datastore is still the local build's."""
+    from api.build_tasks import build_part_task
+
+    env = {**build_env, "OPENSCHOLAR_SERVICE__BUILD_QUEUE": f"dsdist-prefork-{uuid.uuid4().hex[:8]}"}
+    log = tmp_path / "prefork.log"
+    worker = BuildWorker(env, log, f"dsdistpf-{uuid.uuid4().hex[:4]}", pool="prefork", concurrency=2).start()
+    sent: list[tuple[str, str]] = []
+    killed: dict[str, Any] = {}
+    outcome: dict[str, Any] = {}
+    root = tmp_path / "ds"
+    try:
+        worker.wait_ready()
+        deadline = time.monotonic() + 300
+        while len(loaded_pids(log)) < 2 and time.monotonic() < deadline:  # both pool processes loaded
+            time.sleep(0.5)
+        assert len(loaded_pids(log)) == 2, log.read_text()[-3000:]
+
+        def run() -> None:
+            try:
+                outcome["result"] = celery_build(corpus, env, root, on_sent=lambda p, t: sent.append((p, t)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+        coordinator = threading.Thread(target=run, daemon=True)
+        coordinator.start()
+        while not killed and time.monotonic() < deadline and coordinator.is_alive():
+            for part, task_id in sent.copy():
+                info = build_part_task.AsyncResult(task_id).info
+                if isinstance(info, dict) and info.get("passages", 0) >= 8:
+                    pid = int(str(info["worker"]).rsplit(":", 1)[1])
+                    assert pid != worker.pid  # a pool process, not the worker's main process
+                    os.kill(pid, signal.SIGKILL)
+                    killed.update(part=part, pid=pid,
+                                  partials=[p.name for p in (root / "parts").iterdir() if ".partial" in p.name])
+                    break
+            time.sleep(0.05)
+        assert killed, f"no part was seen mid-way: {outcome}"
+        coordinator.join(420)
+        assert not coordinator.is_alive(), "the build did not finish after a pool process was killed"
+        deadline = time.monotonic() + 300
+        while len(loaded_pids(log)) < 3 and time.monotonic() < deadline:  # the replacement pool process
+            time.sleep(0.5)
+        assert worker.proc is not None and worker.proc.poll() is None
+        text = log.read_text(errors="replace")
+    finally:
+        worker.stop()
+    assert "error" not in outcome, outcome.get("error")
+    assert any(name.startswith(killed["part"] + ".partial") for name in killed["partials"]), killed
+    assert "Timed out waiting for UP message" not in text
+    assert len(loaded_pids(log)) == 3 and str(killed["pid"]) in loaded_pids(log)
+    mine, reference = fingerprint(root), fingerprint(local_build)
+    assert sorted(mine) == sorted(reference)
+    assert [k for k in mine if mine[k] != reference[k]] == []
