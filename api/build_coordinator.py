@@ -218,7 +218,12 @@ def _poll(run: PartRun, now: float, stall_s: float) -> bool:
         latest = i == len(run.attempts) - 1
         if state == "SUCCESS":
             if isinstance(info, dict) and "error" in info:
-                raise _as_error(info["error"], run.name, str(info.get("worker", "?")))
+                if latest and info["error"].get("retryable"):  # e.g. storage briefly away: another try
+                    log.warning("part %s: retryable error on its worker: %s", run.name, info["error"].get("message"))
+                    return True
+                if latest:
+                    raise _as_error(info["error"], run.name, str(info.get("worker", "?")))
+                continue
             run.result = info
             return False
         if state == "FAILURE":
@@ -240,10 +245,9 @@ def _poll(run: PartRun, now: float, stall_s: float) -> bool:
 
 
 def _as_error(error: dict[str, Any], part: str, worker: str) -> ScholarError:
-    cls = DatastoreError
-    exc = cls(f"part {part} (worker {worker}): {error.get('message', error)}", hint=str(error.get("hint", "")),
-              retryable=bool(error.get("retryable", False)))
-    return exc
+    """A worker's ``ScholarError`` (returned as a dict) raised again here, with the part and worker named."""
+    return DatastoreError(f"part {part} (worker {worker}): {error.get('message', error)}",
+                          hint=str(error.get("hint", "")), retryable=bool(error.get("retryable", False)))
 
 
 def _warn_if_no_workers(queue: str) -> None:

@@ -144,12 +144,18 @@ def build_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         "OPENSCHOLAR_DATASTORE__BATCH_SIZE": "8",  # many small embeds: progress to watch, time to kill mid-part
     }
     yield env
+    drop_queue(env["OPENSCHOLAR_SERVICE__BUILD_QUEUE"])
+    drop_queue(env["OPENSCHOLAR_SERVICE__QUEUE"])
+
+
+def drop_queue(name: str) -> None:
+    """Delete a test queue and the unacknowledged messages of its killed workers (restored nowhere now)."""
     import redis
 
     r = redis.Redis.from_url(REDIS_URL)
-    r.delete(env["OPENSCHOLAR_SERVICE__BUILD_QUEUE"], env["OPENSCHOLAR_SERVICE__QUEUE"])
-    for key, value in r.hgetall("unacked").items():  # messages of killed workers, restored nowhere now
-        if env["OPENSCHOLAR_SERVICE__BUILD_QUEUE"].encode() in value:
+    r.delete(name)
+    for key, value in r.hgetall("unacked").items():
+        if name.encode() in value:
             r.hdel("unacked", key)
             r.zrem("unacked_index", key)
 
@@ -346,6 +352,7 @@ def test_a_prefork_pool_process_killed_mid_part_is_replaced_and_its_part_redone(
         text = log.read_text(errors="replace")
     finally:
         worker.stop()
+        drop_queue(env["OPENSCHOLAR_SERVICE__BUILD_QUEUE"])
     assert "error" not in outcome, outcome.get("error")
     assert any(name.startswith(killed["part"] + ".partial") for name in killed["partials"]), killed
     assert "Timed out waiting for UP message" not in text
