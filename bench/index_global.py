@@ -48,6 +48,49 @@ def smaps() -> dict[str, int]:
             "file_backed": out.get("Rss", 0) - out.get("Anonymous", 0)}
 
 
+def rss_by_file(suffixes: tuple[str, ...] = (".ivfdata", ".f16.npy", ".u8")) -> dict[str, int]:
+    """Resident bytes of this process's mappings of files ending in each suffix (from /proc/self/smaps)."""
+    out = dict.fromkeys(suffixes, 0)
+    current = ""
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            current = head[5] if len(head) >= 6 else ""
+        elif line.startswith("Rss:"):
+            for suf in suffixes:
+                if current.endswith(suf):
+                    out[suf] += int(head[1]) * 1024
+    return out
+
+
+class AnonPeak:
+    """Polls RssAnon (/proc/self/status) every 50 ms in a thread: the peak of anonymous memory.
+
+    ru_maxrss counts the file-backed pages of the memory-mapped parts too, which are page cache the
+    kernel can drop at will; the anonymous peak is what building really holds.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    self.peak = max(self.peak, int(line.split()[1]) * 1024)
+            self._stop.wait(0.05)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -134,6 +177,8 @@ def stage_build(d: Path, memory_mb: int, threads: int) -> dict[str, Any]:
 
     faiss.omp_set_num_threads(threads)
     base_rss = smaps()["rss"]
+    base_anon = smaps()["anonymous"]
+    poll = AnonPeak()
     sources = open_parts(d)
     n = sum(len(a) for _, a in sources)
     dim = int(sources[0][1].shape[1])
@@ -157,6 +202,7 @@ def stage_build(d: Path, memory_mb: int, threads: int) -> dict[str, Any]:
     files = index.save(d / "index")
     times["save_merge_s"] = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    anon_peak = poll.stop()
     disk = sum((d / "index" / f).stat().st_size for f in files)
     tpl = index._template()  # noqa: SLF001 - figures only
     return {
@@ -166,6 +212,8 @@ def stage_build(d: Path, memory_mb: int, threads: int) -> dict[str, Any]:
         "build_memory_mb": memory_mb, "threads": threads,
         "peak_rss_bytes": peak, "rss_before_bytes": base_rss,
         "peak_rss_bytes_per_passage": round((peak - base_rss) / n, 1),
+        "peak_anon_bytes": anon_peak, "anon_before_bytes": base_anon,
+        "peak_anon_bytes_per_passage": round((anon_peak - base_anon) / n, 1),
         "index_disk_bytes_per_passage": round(disk / n, 1),
         "vectors_disk_bytes_per_passage": round(sum(a.nbytes for _, a in sources) / n, 1),
     }
@@ -192,20 +240,27 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     excl = Exclusion(tomb)
     open_s = time.perf_counter() - t
 
-    def run(exclude: Any) -> tuple[np.ndarray, dict[str, float]]:
-        for x in q[:10]:
-            index.search(x[None], K, exclude=exclude)
-        found = np.empty((len(q), K), np.int64)
-        cpu, wall = np.empty(len(q)), np.empty(len(q))
-        for i, x in enumerate(q):
-            c, w = time.thread_time(), time.perf_counter()
-            _, ids = index.search(x[None], K, exclude=exclude)
-            cpu[i], wall[i] = time.thread_time() - c, time.perf_counter() - w
-            found[i] = ids[0]
+    def stats(cpu: np.ndarray, wall: np.ndarray) -> dict[str, float]:
         c_ms, w_ms = cpu * 1000, wall * 1000
-        return found, {"p50_ms": round(float(np.percentile(c_ms, 50)), 3), "p99_ms": round(float(np.percentile(c_ms, 99)), 3),
-                       "wall_p50_ms": round(float(np.percentile(w_ms, 50)), 3),
-                       "wall_p99_ms": round(float(np.percentile(w_ms, 99)), 3)}
+        return {"p50_ms": round(float(np.percentile(c_ms, 50)), 3), "p99_ms": round(float(np.percentile(c_ms, 99)), 3),
+                "wall_p50_ms": round(float(np.percentile(w_ms, 50)), 3),
+                "wall_p99_ms": round(float(np.percentile(w_ms, 99)), 3)}
+
+    def run() -> tuple[np.ndarray, np.ndarray, dict[str, float], dict[str, float]]:
+        """Each query with and without the exclusion, alternating which goes first (same cache state)."""
+        for x in q[:10]:
+            index.search(x[None], K)
+            index.search(x[None], K, exclude=excl)
+        found = {False: np.empty((len(q), K), np.int64), True: np.empty((len(q), K), np.int64)}
+        cpu = {False: np.empty(len(q)), True: np.empty(len(q))}
+        wall = {False: np.empty(len(q)), True: np.empty(len(q))}
+        for i, x in enumerate(q):
+            for use in ((False, True) if i % 2 == 0 else (True, False)):
+                c, w = time.thread_time(), time.perf_counter()
+                _, ids = index.search(x[None], K, exclude=excl if use else None)
+                cpu[use][i], wall[use][i] = time.thread_time() - c, time.perf_counter() - w
+                found[use][i] = ids[0]
+        return found[False], found[True], stats(cpu[False], wall[False]), stats(cpu[True], wall[True])
 
     def recall(found: np.ndarray, ref: np.ndarray) -> float:
         return round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, ref, strict=True)])), 4)
@@ -215,10 +270,10 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     for x in q:
         searcher.quantizer.search(x[None], nprobe)
     coarse_ms = (time.thread_time() - t) / len(q) * 1000
-    plain, lat_plain = run(None)
-    excluded, lat_excl = run(excl)
+    plain, excluded, lat_plain, lat_excl = run()
     deleted = np.flatnonzero(np.asarray(tomb))
     after = smaps()
+    by_file = rss_by_file()
     return {
         "nprobe": nprobe, "rescore": rescore, "queries": len(q), "open_s": round(open_s, 2),
         "recall_at_10": recall(plain, truth), "recall_at_10_excluding": recall(excluded, truth_x),
@@ -230,6 +285,8 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
         "anon_delta_bytes_per_passage": round((after["anonymous"] - before["anonymous"]) / n, 2),
         "file_backed_bytes_after": after["file_backed"],
         "file_backed_delta_bytes_per_passage": round((after["file_backed"] - before["file_backed"]) / n, 2),
+        "file_rss_codes_bytes": by_file[".ivfdata"], "file_rss_vectors_bytes": by_file[".f16.npy"],
+        "file_rss_tombstones_bytes": by_file[".u8"],
         "index_memory_bytes": index.memory_bytes(), "nlist": int(searcher.nlist), "m": int(searcher.pq.M),
         "coarse_ms": round(coarse_ms, 4), "mean_list_size": round(n / int(searcher.nlist), 1),
     }
@@ -317,7 +374,7 @@ def print_table(r: dict[str, Any]) -> None:
     b = r["build"]
     print(f"\nglobal IVF-PQ, n={r['n']:,} x {r['dim']}-d fp16, nlist={b['nlist']} m={b['m']}: build {b['build_s']}s "
           f"(train {b['train_s']}s, add {b['add_s']}s, merge {b['save_merge_s']}s), peak RSS "
-          f"{b['peak_rss_bytes_per_passage']} B/passage, index {b['index_disk_bytes_per_passage']} B/passage on disk")
+          f"{b['peak_rss_bytes_per_passage']} B/passage (anonymous {b.get('peak_anon_bytes_per_passage')}), index {b['index_disk_bytes_per_passage']} B/passage on disk")
     print(f"exact baseline: {r['truth']['exact_ms_per_query_batched_all_cores']} ms/query (batched, all cores)")
     print(f"{'nprobe':>6} {'rescore':>7} {'R@10':>6} {'R@10x':>6} {'p50':>7} {'p99':>7} {'p50x':>7} {'p99x':>7} {'anonB/p':>8} {'fileB/p':>8}")
     for s in r["serve"]:
