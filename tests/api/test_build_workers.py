@@ -360,3 +360,15 @@ def test_a_prefork_pool_process_killed_mid_part_is_replaced_and_its_part_redone(
     mine, reference = fingerprint(root), fingerprint(local_build)
     assert sorted(mine) == sorted(reference)
     assert [k for k in mine if mine[k] != reference[k]] == []
+
+
+@pytest.mark.parametrize(("parts", "per_part", "planned"), [(3, 15, 3), (4, 12, 4), (1, 45, 1), (100, 1, 45)])
+def test_parts_cuts_the_sources_into_about_that_many_parts(corpus, parts, per_part, planned):
+    """`--parts N` (local and Celery alike): papers per part = ceil(45 records / N), and the plan has that many."""
+    from cli.build_workers import parts_for
+    from datastore.builder import plan_parts
+    from datastore.config import DatastoreConfig
+
+    config = DatastoreConfig()
+    assert parts_for([str(corpus)], config, parts) == per_part
+    assert len(plan_parts([str(corpus)], config.model_copy(update={"part_papers": per_part}))) == planned
