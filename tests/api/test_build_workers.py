@@ -372,3 +372,23 @@ def test_parts_cuts_the_sources_into_about_that_many_parts(corpus, parts, per_pa
     config = DatastoreConfig()
     assert parts_for([str(corpus)], config, parts) == per_part
     assert len(plan_parts([str(corpus)], config.model_copy(update={"part_papers": per_part}))) == planned
+
+
+@pytest.mark.slow
+def test_the_cli_builds_with_celery_workers(corpus, build_env, workers, local_build, tmp_path):
+    """`openscholar datastore build --workers celery --parts 3`: the same parts as the reference (45 records,
+    15 per part), built by the workers, reported per worker with its device, and the same datastore."""
+    root = tmp_path / "ds"
+    env = {**os.environ, **build_env, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        ["nice", "-n", "10", sys.executable, "-m", "cli", "datastore", "build", str(corpus), "--out", str(root),
+         "--workers", "celery", "--parts", "3", "--no-progress"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "celery: 3 part tasks sent (0 sent again after a lost worker)" in done.stderr
+    assert done.stderr.count(" on cpu: ") == 2, done.stderr[-2000:]  # both workers, each on its device
+    mine, reference = fingerprint(root), fingerprint(local_build)
+    assert sorted(mine) == sorted(reference)
+    assert [k for k in mine if mine[k] != reference[k]] == []
