@@ -153,7 +153,7 @@ def drop_queue(name: str) -> None:
     import redis
 
     r = redis.Redis.from_url(REDIS_URL)
-    r.delete(name)
+    r.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
     for key, value in r.hgetall("unacked").items():
         if name.encode() in value:
             r.hdel("unacked", key)
