@@ -155,6 +155,7 @@ class _Heartbeat:
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
+        self._thread.join(30)  # no beat may land after the task's result (Celery keeps a SUCCESS anyway)
 
 
 def worker_id() -> str:
