@@ -184,7 +184,7 @@ def bench_dataset(name: str, base: np.ndarray, queries: np.ndarray, args: argpar
         build = time.perf_counter() - t
         (built / "build.json").write_text(json.dumps({"build_s": build}))
     ivf = load_index(built, dim, DatastoreConfig(ivfpq=cfg), vectors=PartVectors([(0, mm)]))
-    ivf_struct = ivf._ready()  # noqa: SLF001 - figures only
+    ivf_struct = ivf._ready()
     index_file = sum(f.stat().st_size for f in built.iterdir() if f.name != "build.json")
     disk = index_file + f16.stat().st_size
     nlist = int(ivf_struct.nlist)

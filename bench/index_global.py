@@ -204,7 +204,7 @@ def stage_build(d: Path, memory_mb: int, threads: int) -> dict[str, Any]:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     anon_peak = poll.stop()
     disk = sum((d / "index" / f).stat().st_size for f in files)
-    tpl = index._template()  # noqa: SLF001 - figures only
+    tpl = index._template()
     return {
         **{k: round(v, 1) for k, v in times.items()},
         "build_s": round(sum(times.values()), 1),
@@ -265,7 +265,7 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     def recall(found: np.ndarray, ref: np.ndarray) -> float:
         return round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, ref, strict=True)])), 4)
 
-    searcher = index._ready()  # noqa: SLF001 - figures only
+    searcher = index._ready()
     t = time.thread_time()
     for x in q:
         searcher.quantizer.search(x[None], nprobe)

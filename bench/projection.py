@@ -220,15 +220,21 @@ def project_global(results: dict[str, Any], out: Path | None = None, n_full: int
         "target": "<= 32 GB RAM on one node (issue 13)",
         "meets_target": row["ram_gb_one_node"] <= 32,
         "notes": [
-            "ram_gb_one_node = anonymous (quantizer, codebooks, exclusion bitmap) + all PQ codes hot in the "
-            "page cache; the fp16 vectors (re-scoring) stay on disk and are read 'rescore' rows per query.",
-            "The training sample caps nlist at sample/39: for nlist 4 sqrt(237M) ~ 61.6k set "
-            "datastore.build_memory_mb >= 8192 (2.4M x 768 x 4 B sample).",
+            (
+                "ram_gb_one_node = anonymous (quantizer, codebooks, exclusion bitmap) + all PQ codes hot in the "
+                "page cache; the fp16 vectors (re-scoring) stay on disk and are read 'rescore' rows per query."
+            ),
+            (
+                "The training sample (at most build_memory_mb/2 of float32) caps nlist at sample/39: for "
+                "nlist 4 sqrt(237M) ~ 61.6k set datastore.build_memory_mb = 16384 (a 2.8M x 768 sample)."
+            ),
             "Recall is assumed to stay at the measured figure for the same nprobe (unverified at 237M).",
-            "Build time: adding is N x nlist x dim (flat coarse assignment), so it grows as N^1.5; "
-            "build_hours_est_same_cpu scales this run's wall time (a contended core at nice 15); "
-            "build_assign_cpu_hours_measured uses bench/index_assign.py (exact assignment at nlist 61.6k: "
-            "~1 ms/vector on one core). An HNSW graph over the centroids was no faster there.",
+            (
+                "Build time: adding is N x nlist x dim (flat coarse assignment), so it grows as N^1.5; "
+                "build_hours_est_same_cpu scales this run's wall time (a contended core at nice 15); "
+                "build_assign_cpu_hours_measured uses bench/index_assign.py (exact assignment at nlist 61.6k: "
+                "~1 ms/vector on one core). An HNSW graph over the centroids was no faster there."
+            ),
         ],
     }
     print(f"\nProjection of the global IVF-PQ index to {n_full / 1e6:.0f}M passages (from n={n:,}):")

@@ -122,7 +122,7 @@ class TestVectorIndexContract:
             np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-5)
 
     def test_incremental_add_after_load(self, kind: str, data, tmp_path: Path) -> None:
-        base, queries = data
+        base, _queries = data
         filled(kind, base).save(tmp_path)
         rng = np.random.default_rng(7)
         extra = rng.normal(size=(200, DIM)).astype(np.float32)
