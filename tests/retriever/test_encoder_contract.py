@@ -7,7 +7,7 @@ import pytest
 
 from retriever.protocols import Embedder, QueryEncoder
 from retriever.st_embedder import SentenceTransformerEmbedder
-from tests.contracts.encoder import EncoderContract, Encoded
+from tests.contracts.encoder import Encoded, EncoderContract
 
 
 class TestSentenceTransformerPassages(EncoderContract):

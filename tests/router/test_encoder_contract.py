@@ -12,7 +12,7 @@ from retriever.st_embedder import SentenceTransformerEmbedder
 from router.config import PACKAGED_EXPERTS, RouterConfig
 from router.encoder import RouterQueryEncoder
 from router.factory import build_router_encoder
-from tests.contracts.encoder import TEXTS, EncoderContract, Encoded
+from tests.contracts.encoder import TEXTS, Encoded, EncoderContract
 
 needs_experts = pytest.mark.skipif(not (PACKAGED_EXPERTS / "pilots.json").is_file(), reason="no packaged experts")
 
