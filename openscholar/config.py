@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-JudgeName = Literal["trained", "nli", "llm", "lexical"]
+JudgeName = Literal["stacked", "trained", "nli", "llm", "lexical"]
 JudgeRelation = Literal["supports", "contradicts", "neither"]
 
 from datastore.strict import StrictModel
