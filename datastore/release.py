@@ -179,6 +179,7 @@ class PassageBatch:
     texts: list[str]
     origin_ids: list[str | None]
     malformed: list[int]  # line numbers (1-based) of records that were skipped
+    bytes_read: int = 0
 
 
 def iter_passages(shard: ReleaseShard, batch: int = 8192) -> Iterator[PassageBatch]:
@@ -191,8 +192,10 @@ def iter_passages(shard: ReleaseShard, batch: int = 8192) -> Iterator[PassageBat
     texts: list[str] = []
     origins: list[str | None] = []
     malformed: list[int] = []
+    nbytes = 0
     with shard.passages.open("rb") as fh:
         for lineno, line in enumerate(fh, start=1):
+            nbytes += len(line)
             if not line.strip():
                 continue
             try:
@@ -214,10 +217,10 @@ def iter_passages(shard: ReleaseShard, batch: int = 8192) -> Iterator[PassageBat
             origin = rec.get("origin_id")
             origins.append(None if origin is None else str(origin))
             if len(ids) >= batch:
-                yield PassageBatch(np.asarray(ids, dtype=np.int64), texts, origins, malformed)
-                ids, texts, origins, malformed = [], [], [], []
+                yield PassageBatch(np.asarray(ids, dtype=np.int64), texts, origins, malformed, nbytes)
+                ids, texts, origins, malformed, nbytes = [], [], [], [], 0
     if ids or malformed:
-        yield PassageBatch(np.asarray(ids, dtype=np.int64), texts, origins, malformed)
+        yield PassageBatch(np.asarray(ids, dtype=np.int64), texts, origins, malformed, nbytes)
 
 
 class Alignment:
