@@ -57,6 +57,12 @@ class DatastoreConfig(StrictModel):
         description="Datastore directory used by search, ask, serve and worker.",
     )
     index: IndexKind = Field("auto", description="Vector index kind; auto picks by passage count.")
+    part_papers: int = Field(
+        10_000, ge=1, description="Papers (source records) per part: the unit of build work and of resumption."
+    )
+    compress_text: bool = Field(
+        True, description="Store passage text zlib-compressed in passages.sqlite (about 2x less disk for prose)."
+    )
     shard_size: int = Field(50_000, ge=1, description="Passages per shard.")
     batch_size: int = Field(64, ge=1, description="Passages embedded per batch while building.")
     auto_flat_max: int = Field(
