@@ -27,7 +27,7 @@ from datastore.finalize import finalize
 from datastore.manifest import Manifest, atomic_write_text
 from datastore.models import Passage
 from datastore.paper_join import JoinStats, PaperJoin
-from datastore.parts import PartWriter, finished_parts, part_name
+from datastore.parts import PartWriter, finished_parts, part_name, remove_partials
 from datastore.release import (
     Alignment,
     ReleaseShard,
@@ -142,6 +142,7 @@ def import_shard(
         disable=not progress,
     )
     meta: dict[str, Any] = {"source": SOURCE, "release_shard": shard.index, "num_shards": shard.num_shards}
+    remove_partials(root, name)  # what a killed earlier run left of this part is redone from scratch
     writer = PartWriter(root, name, dim, meta=meta)
     try:
         for batch in iter_passages(shard, batch_size):
