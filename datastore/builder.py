@@ -25,9 +25,25 @@ from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreError, EncoderMismatch
 from datastore.finalize import add_parts_locked, finalize_locked
 from datastore.locking import locked
-from datastore.manifest import MANIFEST, EncoderInfo, Manifest, PartInfo, SourceInfo, build_id, now, read_manifest
+from datastore.manifest import (
+    MANIFEST,
+    EncoderInfo,
+    Manifest,
+    PartInfo,
+    SourceInfo,
+    build_id,
+    now,
+    read_manifest,
+)
 from datastore.models import Passage
-from datastore.parts import PART_JSON, PartWriter, part_name, parts_dir, read_part_info, remove_partials
+from datastore.parts import (
+    PART_JSON,
+    PartWriter,
+    part_name,
+    parts_dir,
+    read_part_info,
+    remove_partials,
+)
 from datastore.passage_store import content_hash
 from datastore.sources import ByteRange, line_file, open_source
 
@@ -87,7 +103,7 @@ def encoder_info(encoder: PassageEncoder) -> EncoderInfo:
         id=encoder.model_id,
         dim=encoder.dim,
         normalized=bool(getattr(cfg, "normalize", True)),
-        pooling=getattr(cfg, "pooling", "mean") if getattr(cfg, "pooling", "mean") in ("mean", "cls") else "mean",
+        pooling=getattr(encoder, "pooling", None) or "mean",  # the effective pooling (model-default resolved)
         max_tokens=encoder.max_tokens,
         passage_prefix=str(getattr(cfg, "passage_prefix", "") or ""),
     )
