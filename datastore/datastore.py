@@ -19,6 +19,7 @@ from datastore import global_index
 from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreCorrupted, EncoderMismatch
 from datastore.finalize import part_vectors
+from datastore.index.base import Exclusion
 from datastore.integrity import check_files, fix_hint
 from datastore.manifest import INDEX_DIR, Manifest, PartInfo, read_manifest
 from datastore.models import Passage
@@ -43,6 +44,8 @@ class Datastore:
         self.index = index
         self._vectors = vectors
         self.tombstones = tombstones
+        # built once per open (O(n/8)); searches then exclude tombstones inside FAISS
+        self._exclusion = Exclusion(tombstones) if manifest.deleted else None
         self._starts = np.asarray([p.start for p in self.parts], dtype=np.int64)
         self._stores = [
             PassageStore(parts_dir(root) / p.name / PASSAGES, readonly=True, offset=p.start) for p in self.parts
@@ -89,15 +92,16 @@ class Datastore:
         if manifest.index is None:
             raise DatastoreCorrupted(f"the manifest of {root} names no index", hint=fix_hint(root, INDEX_DIR))
         try:
-            index = global_index.load(root / INDEX_DIR, manifest.index.kind, enc.dim, config, vectors)
+            index = global_index.load(root / INDEX_DIR, enc.dim, config, vectors)
         except RuntimeError as exc:  # FAISS read errors
             raise DatastoreCorrupted(
                 f"the {manifest.index.kind} index of {root} is unreadable ({str(exc).splitlines()[0][:200]})",
                 hint=fix_hint(root, INDEX_DIR + "/"),
             ) from exc
-        if int(index.ntotal) != manifest.index.ntotal:
+        if index.kind != manifest.index.kind or int(index.ntotal) != manifest.index.ntotal:
             raise DatastoreCorrupted(
-                f"the index of {root} holds {index.ntotal} vectors, the manifest says {manifest.index.ntotal}",
+                f"the index of {root} is {index.kind} with {index.ntotal} vectors, the manifest says "
+                f"{manifest.index.kind} with {manifest.index.ntotal}",
                 hint=fix_hint(root, INDEX_DIR + "/"),
             )
         tombstones = open_tombstones(root, manifest.passages)
@@ -143,8 +147,7 @@ class Datastore:
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if k <= 0 or self.manifest.passages == 0:
             return np.full((len(q), max(k, 0)), -np.inf, np.float32), np.full((len(q), max(k, 0)), -1, np.int64)
-        exclude = self.tombstones if self.manifest.deleted else None
-        scores, ids = self.index.search(q, k, exclude=exclude)
+        scores, ids = self.index.search(q, k, exclude=self._exclusion)
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
 
     # -- passages -------------------------------------------------------------------------------

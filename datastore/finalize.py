@@ -47,6 +47,7 @@ from datastore.passage_store import PassageStore
 from datastore.tombstones import HashIndex, create_tombstones, extend_tombstones, open_tombstones, sync
 
 log = logging.getLogger(__name__)
+BUILD_DIR = "index.build"  # scratch space of an index being built (on-disk inverted lists)
 
 
 def finalize(
@@ -92,14 +93,16 @@ def finalize_locked(root: Path, encoder: EncoderInfo, config: DatastoreConfig, *
     del tomb
     vectors = part_vectors(root, parts, encoder.dim)
     kind = global_index.choose(n, encoder.dim, config)
-    index = global_index.create(kind, encoder.dim, config, count=n)
-    wanted = global_index.train_rows(kind, n, encoder.dim, config)
+    index = global_index.create(kind, encoder.dim, config, workdir=root / BUILD_DIR)
+    wanted = min(int(index.training_size(n)), n)
     if wanted:
-        ids = np.unique(np.random.default_rng(0).integers(0, n, size=wanted))
+        # a sample drawn across all parts (sorted ids: sequential reads of each part's memory map)
+        ids = np.sort(np.random.default_rng(0).choice(n, size=wanted, replace=False))
         log.info("training the %s index on %d vectors drawn across %d parts", kind, len(ids), len(parts))
-        index.train(np.asarray(vectors[ids], dtype=np.float32))
+        index.train(np.asarray(vectors[ids], dtype=np.float32), n_total=n)
     _add_parts_to_index(index, parts, vectors, config, progress=progress)
-    files = _save_index(root, index, vectors)
+    files = _save_index(root, index)
+    shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     stamp_of_index = {f"{INDEX_DIR}/{f}": stamp(root / INDEX_DIR / f) for f in files}
     enc_chunking = previous.chunking if previous is not None and previous.chunking else config.chunking.model_dump()
     created = previous.created_at if previous is not None else now()
@@ -161,9 +164,10 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
     vectors = part_vectors(root, all_parts, manifest.encoder.dim)
     assert manifest.index is not None
     kind = manifest.index.kind
-    index = global_index.load(root / INDEX_DIR, kind, manifest.encoder.dim, config, vectors)
+    index = global_index.load(root / INDEX_DIR, manifest.encoder.dim, config, vectors, workdir=root / BUILD_DIR)
     _add_parts_to_index(index, fresh, vectors, config, progress=progress)
-    files = _save_index(root, index, vectors)
+    files = _save_index(root, index)
+    shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
     manifest.files = {r: s for r, s in manifest.files.items() if not r.startswith(INDEX_DIR + "/")}
     manifest.files.update({f"{INDEX_DIR}/{f}": stamp(root / INDEX_DIR / f) for f in files})
     manifest.files[TOMBSTONES] = stamp(root / TOMBSTONES)
@@ -215,7 +219,7 @@ def _dedup(root: Path, parts: Sequence[PartInfo], tomb: np.ndarray, *, fresh: bo
 
 
 def _batch_rows(config: DatastoreConfig, dim: int) -> int:
-    budget = int(getattr(config, "build_memory_mb", 2048)) * 2**20 // 4
+    budget = config.build_memory_mb * 2**20 // 4
     return max(1024, budget // (dim * 4))
 
 
@@ -225,13 +229,12 @@ def _add_parts_to_index(index: Any, parts: Sequence[PartInfo], vectors: PartVect
         for p in parts:
             for lo in range(p.start, p.start + p.count, step):
                 hi = min(lo + step, p.start + p.count)
-                index.add(np.asarray(vectors.rows(lo, hi), dtype=np.float32), np.arange(lo, hi, dtype=np.int64))
+                index.add(vectors.range(lo, hi), np.arange(lo, hi, dtype=np.int64))
                 bar.update(hi - lo)
 
 
-def _save_index(root: Path, index: Any, vectors: PartVectors) -> list[str]:
+def _save_index(root: Path, index: Any) -> list[str]:
     """Write the index into ``index.tmp/`` and swap it in for ``index/``; returns its file names."""
-    global_index.attach_vectors(index, vectors)
     tmp = root / (INDEX_DIR + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)

@@ -57,6 +57,13 @@ class PartVectors:
             out[rows[order]] = self.arrays[i][local[order]]
         return out
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
+    def rows(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of ``ids`` in the stored dtype (the index's `VectorSource` protocol)."""
+        return self[ids]
+
+    def range(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start..stop-1`` (one part or several), in the stored dtype."""
+        i = self.part_of(start)
+        if i >= 0 and stop <= self.ends[i]:
+            return np.asarray(self.arrays[i][start - self.starts[i] : stop - self.starts[i]])
         return self[np.arange(start, stop, dtype=np.int64)]
