@@ -56,14 +56,31 @@ class EmbedderConfig(StrictModel):
 PipelineName = Literal[
     "dense", "bm25", "bm25-lucene", "hybrid", "hybrid+rerank", "router", "router+hybrid", "router+hybrid+rerank"
 ]
-SparseBackend = Literal["bm25s", "lucene"]
+SparseBackend = Literal["auto", "bm25s", "lucene"]
+ConcreteSparseBackend = Literal["bm25s", "lucene"]
 DenseEncoder = Literal["none", "base", "router"]
 
 
 class SparseConfig(StrictModel):
     """BM25 over the same passages and ids as the dense index."""
 
-    backend: SparseBackend = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
+    backend: SparseBackend = Field(
+        "auto",
+        description="bm25s (embedded, memory-mapped segments), lucene (pyserini), or auto: bm25s below "
+        "`auto_lucene_from` live passages, Lucene from there on.",
+    )
+    auto_lucene_from: int = Field(
+        250_000,
+        ge=0,
+        description="Under backend=auto, datastores with at least this many live passages use Lucene "
+        "(its index is built in parallel and scales to the full corpus), smaller ones bm25s.",
+    )
+    segment_passages: int = Field(
+        100_000,
+        ge=1,
+        description="bm25s: passages per segment. Bounds the memory of building a segment (~25 B per "
+        "posting) and the per-query scratch (8 B per passage of one segment).",
+    )
     k1: float | None = Field(
         None, gt=0, description="BM25 k1; None uses the backend's published default (bm25s 1.5, Lucene 0.9)."
     )
@@ -72,7 +89,9 @@ class SparseConfig(StrictModel):
     )
     stemmer: str | None = Field("english", description="Snowball stemmer language for bm25s; None disables.")
     stopwords: str | None = Field("en", description="bm25s stopword list (e.g. 'en'); None keeps every word.")
-    lucene_threads: int = Field(1, ge=1, description="Threads pyserini uses to index and to search a batch.")
+    lucene_threads: int = Field(
+        1, ge=1, description="Threads Lucene uses to index (a build or an add) and to search a batch."
+    )
 
 
 class FusionConfig(StrictModel):
@@ -131,7 +150,7 @@ class RecipeConfig(StrictModel):
         "base", description="Dense first stage: none, base (the embedder), or router (the RouterRetriever's experts)."
     )
     sparse: SparseBackend | Literal["none", "configured"] = Field(
-        "configured", description="Sparse first stage: none, bm25s, lucene, or configured (retrieval.sparse.backend)."
+        "configured", description="Sparse first stage: none, auto, bm25s, lucene, or configured (retrieval.sparse.backend)."
     )
     rerank: bool = Field(False, description="Rerank the fused candidates with the cross-encoder.")
 
