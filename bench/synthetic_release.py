@@ -68,18 +68,18 @@ class Generator:
         self.centres = self.rng.standard_normal((n_topics, DIM)).astype(np.float32) * (1.2 / np.sqrt(DIM))
         self.n_topics = n_topics
 
-    def paper(self) -> tuple[int, str, str]:
-        """(topic, title, body) of one paper."""
+    def paper(self) -> tuple[int, list[str], list[str]]:
+        """(topic, title words, body words) of one paper."""
         rng = self.rng
         topic = int(rng.integers(self.n_topics))
         length = int(np.clip(rng.lognormal(6.9, 0.8), 40, 12_000))
         idx = np.searchsorted(self.cdf, rng.random(length))
         from_topic = rng.random(length) < TOPIC_SHARE
         idx[from_topic] = self.topic_words[topic][rng.integers(TOPIC_WORDS, size=int(from_topic.sum()))]
-        body = " ".join(self.words[idx].tolist())
         title_idx = self.topic_words[topic][rng.integers(TOPIC_WORDS, size=int(rng.integers(6, 14)))]
-        title = " ".join(self.words[title_idx].tolist()).capitalize()
-        return topic, title, body
+        title = self.words[title_idx].tolist()
+        title[0] = title[0].capitalize()
+        return topic, title, self.words[idx].tolist()
 
     def vectors(self, topics: np.ndarray, papers: np.ndarray) -> np.ndarray:
         """float16 (n, 768): topic centre + per-paper offset + per-passage noise."""
@@ -111,9 +111,9 @@ def write_release(
         count = 0
         with (out / "passages" / f"raw_passages-{s}-of-{shards}.jsonl").open("w", encoding="utf-8") as fh:
             while count < per_shard[s]:
-                topic, title, body = gen.paper()
-                text = f"{title}\n\n{body}"
-                toks = text.split()
+                topic, title_words, body_words = gen.paper()
+                title = " ".join(title_words)
+                toks = title_words + body_words  # == f"{title}\n\n{body}".split()
                 chunks = [" ".join(toks[i : i + CHUNK_WORDS]) for i in range(0, len(toks), CHUNK_WORDS)]
                 chunks = chunks[: per_shard[s] - count]  # the shard ends where its byte range ends
                 for chunk in chunks:
@@ -124,6 +124,7 @@ def write_release(
                 pid = 10_000_000 + paper_no
                 if gen.rng.random() >= pes2o_drop:
                     # a cut-off last paper keeps its full text in peS2o: its lost chunks simply never match
+                    text = f"{title}\n\n{' '.join(body_words)}"
                     rec = {"id": str(pid), "title": title, "text": text, "year": 1990 + paper_no % 35,
                            "url": f"https://www.semanticscholar.org/paper/{pid}", "created": f"{1990 + paper_no % 35}-01-01T00:00:00.000Z",
                            "source": "s2orc/synthetic", "version": "v3"}
@@ -151,8 +152,9 @@ def write_release(
             print(f"shard {s}: {count} passages, {len(ids)} vectors ({time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     # papers peS2o has that the release does not (they must not disturb the join)
     for extra in range(max(1, paper_no // 100)):
-        _, title, body = gen.paper()
-        pes2o.write(json.dumps({"id": f"x{extra}", "title": title, "text": f"{title}\n\n{body}", "year": 2024}) + "\n")
+        _, title_words, body_words = gen.paper()
+        title = " ".join(title_words)
+        pes2o.write(json.dumps({"id": f"x{extra}", "title": title, "text": f"{title}\n\n{' '.join(body_words)}", "year": 2024}) + "\n")
     pes2o.close()
     info["papers"] = paper_no
     info["seconds"] = round(time.perf_counter() - t0, 1)

@@ -10,10 +10,12 @@ vector), optionally given its paper by the peS2o join, and written through `Part
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -187,6 +189,18 @@ def import_shard(
     return report
 
 
+@contextmanager
+def _part_lock(root: Path, name: str) -> Iterator[bool]:
+    """Whether this process may write part ``name`` (several importers may each take some shards)."""
+    with (root / IMPORT_DIR / f"{name}.lock").open("w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
 def _kept(info_meta: dict[str, Any], s: int, name: str) -> ShardReport:
     data = dict(info_meta.get("import") or {})
     data.update(shard=s, part=name, status="kept")
@@ -224,21 +238,35 @@ def import_release(
     if papers:
         join, join_stats = PaperJoin.build(papers, root / IMPORT_DIR / "paper_join.sqlite", progress=progress)
     reports: list[ShardReport] = []
+    busy: list[int] = []
     try:
         for shard in release:
             name = part_name(shard.index)
             if name in done:
                 reports.append(_kept(done[name].meta, shard.index, name))
                 continue
-            reports.append(import_shard(
-                root, shard, trust_pickles=trust_pickles, join=join, batch_size=batch_size,
-                scratch=root / IMPORT_DIR, progress=progress,
-            ))
+            with _part_lock(root, name) as mine:
+                if not mine:  # another importer is writing this shard right now
+                    busy.append(shard.index)
+                    continue
+                finished = {p.name: p for p in finished_parts(root)}
+                if name in finished:  # it finished it while we were busy with other shards
+                    reports.append(_kept(finished[name].meta, shard.index, name))
+                    continue
+                reports.append(import_shard(
+                    root, shard, trust_pickles=trust_pickles, join=join, batch_size=batch_size,
+                    scratch=root / IMPORT_DIR, progress=progress,
+                ))
     finally:
         if join is not None:
             join.close()
     present = {int(p.meta.get("release_shard", -1)) for p in finished_parts(root)}
     report = ImportReport(root, reports, join_stats, missing_shards=sorted(set(range(num_shards)) - present))
     if finish:
+        if busy:
+            raise DatastoreError(
+                f"release shards {busy} are being imported by another process: not finalizing without them",
+                hint="rerun with --finish once that import is done (finished parts are kept)",
+            )
         report.manifest = finalize(root, encoder, config or DatastoreConfig(), progress=progress)
     return report
