@@ -338,6 +338,9 @@ def main() -> None:
     results["load_end"] = load()
     checkpoint("serve")
     print_table(results)
+    from projection import project_service
+
+    project_service(results, RESULTS / "projection_import.json")
     if not args.keep:
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(ds_root, ignore_errors=True)
