@@ -177,8 +177,12 @@ def _exact_topk(root: Path, ds: Any, queries: np.ndarray, k: int) -> np.ndarray:
     return best_i
 
 
-def serve(root: Path, n_queries: int, seed: int = 1) -> dict[str, Any]:
-    """Open the imported datastore as the service does and time single queries on one core."""
+def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both") -> dict[str, Any]:
+    """Open the imported datastore as the service does and time single queries on one core.
+
+    ``mode``: dense (no sparse index opened; recall against exact search), hybrid (with the sparse
+    index, no exact search), both.
+    """
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     import faiss
 
@@ -195,7 +199,7 @@ def serve(root: Path, n_queries: int, seed: int = 1) -> dict[str, Any]:
     ds = Datastore.open(root, config=settings.datastore)
     open_s = time.perf_counter() - t
     after_open = smaps()
-    sparse = open_sparse(ds, settings.retrieval.sparse, build=False)
+    sparse = open_sparse(ds, settings.retrieval.sparse, build=False) if mode != "dense" else None
     after_sparse = smaps()
     rng = np.random.default_rng(seed)
     n = ds.next_id
@@ -213,10 +217,10 @@ def serve(root: Path, n_queries: int, seed: int = 1) -> dict[str, Any]:
     enc = PrecomputedQueries(ds.encoder_id, ds.dim, table)
     cfg = settings.retrieval
     dense_only = Retriever(cfg, dense=DenseRetriever(ds, enc))
-    hybrid = Retriever(cfg, dense=DenseRetriever(ds, enc), sparse=sparse)
+    hybrid = Retriever(cfg, dense=DenseRetriever(ds, enc), sparse=sparse) if sparse is not None else None
     for i in range(10):  # warm-up
         ds.search(qvecs[i : i + 1], 10)
-        hybrid.retrieve(texts[i], 10)
+        (hybrid or dense_only).retrieve(texts[i], 10)
     raw_ms, dense_ms, hybrid_ms, sparse_ms = [], [], [], []
     raw_ids = np.zeros((len(qvecs), 10), dtype=np.int64)
     for i in range(len(qvecs)):
@@ -227,31 +231,33 @@ def serve(root: Path, n_queries: int, seed: int = 1) -> dict[str, Any]:
         t = time.perf_counter()
         dense_only.retrieve(texts[i], 10)
         dense_ms.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        r = hybrid.retrieve(texts[i], 10)
-        hybrid_ms.append((time.perf_counter() - t) * 1000)
-        sparse_ms.append(r.timings.get("sparse_ms", 0.0))
+        if hybrid is not None:
+            t = time.perf_counter()
+            r = hybrid.retrieve(texts[i], 10)
+            hybrid_ms.append((time.perf_counter() - t) * 1000)
+            sparse_ms.append(r.timings.get("sparse_ms", 0.0))
     served = smaps()
-    # exact search: recall@10 of the index, and the latency baseline (one query, one core)
-    exact = _exact_topk(root, ds, qvecs, 10)
-    recall = float(np.mean([len(set(raw_ids[i]) & set(exact[i])) / 10 for i in range(len(qvecs))]))
-    exact_ms = []
-    for i in range(3):
-        t = time.perf_counter()
-        _exact_topk(root, ds, qvecs[i : i + 1], 10)
-        exact_ms.append((time.perf_counter() - t) * 1000)
+    recall, exact_ms = None, []
+    if mode != "hybrid":  # exact search: recall@10 of the index, and the latency baseline (one query, one core)
+        exact = _exact_topk(root, ds, qvecs, 10)
+        recall = float(np.mean([len(set(raw_ids[i]) & set(exact[i])) / 10 for i in range(len(qvecs))]))
+        for i in range(3):
+            t = time.perf_counter()
+            _exact_topk(root, ds, qvecs[i : i + 1], 10)
+            exact_ms.append((time.perf_counter() - t) * 1000)
     live = len(ds)
     index_kind = ds.manifest.index.kind if ds.manifest.index else "?"
     return {
         "live_passages": live, "index": index_kind, "open_s": round(open_s, 2),
-        "sparse_backend": type(sparse).__name__, "queries": len(qvecs),
+        "mode": mode, "sparse_backend": type(sparse).__name__ if sparse is not None else None, "queries": len(qvecs),
         "rss_base": base, "rss_after_open": after_open, "rss_after_sparse": after_sparse, "rss_served": served,
         "anon_bytes_per_passage": round((served["anon"] - base["anon"]) / live, 1),
         "anon_bytes_per_passage_dense": round((after_open["anon"] - base["anon"]) / live, 1),
         "file_bytes_per_passage": round((served["file"] - base["file"]) / live, 1),
-        "raw_dense": _percentiles(raw_ms), "dense": _percentiles(dense_ms), "hybrid": _percentiles(hybrid_ms),
-        "sparse_stage": _percentiles(sparse_ms), "exact": _percentiles(exact_ms),
-        "recall_at_10": round(recall, 4), "load": load(),
+        "raw_dense": _percentiles(raw_ms), "dense": _percentiles(dense_ms),
+        "hybrid": _percentiles(hybrid_ms) if hybrid_ms else None,
+        "sparse_stage": _percentiles(sparse_ms) if sparse_ms else None, "exact": _percentiles(exact_ms) if exact_ms else None,
+        "recall_at_10": round(recall, 4) if recall is not None else None, "load": load(),
     }
 
 
@@ -265,9 +271,10 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--keep", action="store_true", help="Keep the release and datastore (default: delete).")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-mode", default="both", choices=["dense", "hybrid", "both"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        print(json.dumps(serve(args.serve, args.queries)))
+        print(json.dumps(serve(args.serve, args.queries, mode=args.serve_mode)))
         return
     from synthetic_release import write_release  # bench/ is on sys.path when run as a script
 
@@ -305,6 +312,9 @@ def main() -> None:
     imported = report["imported"]
     parts["passages_per_s"] = round(imported / parts["seconds"], 1)
     parts["ratio_to_read_baseline"] = round(parts["passages_per_s"] / results["read_baseline"]["passages_per_s"], 3)
+    # the shards' own time (without the process start and the join table's load)
+    parts["shard_seconds"] = round(sum(s["seconds"] for s in report["shards"]), 1)
+    parts["passages_per_s_in_shards"] = round(imported / max(parts["shard_seconds"], 1e-9), 1)
     results["import_parts"] = parts
     results["import_report"] = {"imported": imported, "join": report["join"], "shard0": report["shards"][0],
                                 "matched": sum(s["papers_matched"] for s in report["shards"]),
@@ -315,6 +325,11 @@ def main() -> None:
     fin["passages_per_s"] = round(imported / fin["seconds"], 1)
     results["finalize"] = fin
     checkpoint("finalize")
+    dense = run_measured([py, str(Path(__file__).resolve()), "--serve", str(ds_root), "--queries", str(args.queries),
+                          "--serve-mode", "dense"], env, "serve dense")
+    results["serve_dense"] = json.loads(dense.pop("stdout").strip().splitlines()[-1])
+    results["serve_dense_process"] = dense
+    checkpoint("serve_dense")
     env_h = dict(env, OPENSCHOLAR_RETRIEVAL__PIPELINE="hybrid")
     sparse = run_measured(
         [py, "-c", ("from pathlib import Path; from openscholar.settings import load_settings; "
@@ -331,9 +346,13 @@ def main() -> None:
     }
     results["disk_bytes_per_passage"] = {k: round(v / imported, 1) for k, v in results["disk"].items()}
     checkpoint("sparse_build")
-    served = run_measured([py, str(Path(__file__).resolve()), "--serve", str(ds_root), "--queries", str(args.queries)],
-                          env_h, "serve")
-    results["serve"] = json.loads(served.pop("stdout").strip().splitlines()[-1])
+    served = run_measured([py, str(Path(__file__).resolve()), "--serve", str(ds_root), "--queries", str(args.queries),
+                           "--serve-mode", "hybrid"], env_h, "serve hybrid")
+    hyb = json.loads(served.pop("stdout").strip().splitlines()[-1])
+    d = results["serve_dense"]
+    results["serve"] = {**d, **{k: hyb[k] for k in ("hybrid", "sparse_stage", "sparse_backend", "rss_after_sparse",
+                                                     "rss_served", "anon_bytes_per_passage", "file_bytes_per_passage")},
+                        "anon_bytes_per_passage_dense": d["anon_bytes_per_passage"], "load_hybrid": hyb["load"]}
     results["serve_process"] = served
     results["load_end"] = load()
     checkpoint("serve")
@@ -353,7 +372,8 @@ def print_table(r: dict[str, Any]) -> None:
         ("passages imported", f"{n:,} ({r['import_report']['shard0']['passages_without_vector']} dropped: shard 0 mismatch)"),
         ("paper join", f"{r['import_report']['matched']:,} matched, {r['import_report']['unmatched']:,} unmatched"),
         ("read-only baseline", f"{r['read_baseline']['passages_per_s']:,.0f} passages/s"),
-        ("import (parts)", (f"{r['import_parts']['passages_per_s']:,.0f} passages/s ({r['import_parts']['ratio_to_read_baseline']:.2f}x "
+        ("import (parts)", (f"{r['import_parts']['passages_per_s']:,.0f} passages/s ({r['import_parts'].get('passages_per_s_in_shards', 0):,.0f}/s "
+                            f"inside the shards; {r['import_parts']['ratio_to_read_baseline']:.2f}x "
                             f"the read baseline), {r['import_parts']['seconds']:.0f}s, peak anon "
                             f"{r['import_parts']['peak']['anon'] / mb:.0f} MB, file {r['import_parts']['peak']['file'] / mb:.0f} MB")),
         ("finalize (IVF-PQ)", f"{r['finalize']['seconds']:.0f}s ({r['finalize']['passages_per_s']:,.0f}/s), peak anon {r['finalize']['peak']['anon'] / mb:.0f} MB, file {r['finalize']['peak']['file'] / mb:.0f} MB"),
