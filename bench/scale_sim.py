@@ -76,37 +76,60 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def run_measured(cmd: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
-    """Run ``cmd``; wall time and peak RSS (anon / file-backed, summed over its process tree)."""
+def run_measured(cmd: list[str] | list[list[str]], env: dict[str, str], label: str) -> dict[str, Any]:
+    """Run ``cmd`` (or several commands at once); wall time and peak RSS (anon / file-backed, summed
+    over every process tree)."""
+    cmds = cmd if cmd and isinstance(cmd[0], list) else [cmd]
     t0 = time.perf_counter()
     load0 = load()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+             for c in cmds]
     peak = {"rss": 0, "anon": 0, "file": 0}
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
             tot = {"rss": 0, "anon": 0, "file": 0}
-            for p in _tree(proc.pid):
-                for k, v in smaps(p).items():
-                    tot[k] += v
+            for proc in procs:
+                for p in _tree(proc.pid):
+                    for k, v in smaps(p).items():
+                        tot[k] += v
             for k, v in tot.items():
                 peak[k] = max(peak[k], v)
             stop.wait(0.2)
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    stdout, stderr = proc.communicate()
+    outs = [proc.communicate() for proc in procs]
     stop.set()
     thread.join()
     seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(stderr[-5000:])
-        raise SystemExit(f"{label} failed (exit {proc.returncode})")
+    stdout = "\n".join(o for o, _ in outs)
+    stderr = "\n".join(e for _, e in outs)
+    for proc in procs:
+        if proc.returncode != 0:
+            sys.stderr.write(stderr[-5000:])
+            raise SystemExit(f"{label} failed (exit {proc.returncode})")
     print(f"[{label}] {seconds:.0f}s, peak anon {peak['anon'] / 1e6:.0f} MB, file {peak['file'] / 1e6:.0f} MB, "
           f"load {load0} -> {load()}", file=sys.stderr)
     return {"seconds": round(seconds, 1), "peak": peak, "load_before": load0, "load_after": load(),
             "stdout": stdout, "stderr_tail": stderr[-2000:]}
+
+
+def _json_objects(text: str) -> list[dict[str, Any]]:
+    """The JSON objects printed one after another (one per importer process)."""
+    dec, out, i = json.JSONDecoder(), [], 0
+    while True:
+        i = text.find("{", i)
+        if i < 0:
+            return out
+        obj, i = dec.raw_decode(text, i)
+        out.append(obj)
+
+
+def _merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    shards = sorted((s for r in reports for s in r["shards"]), key=lambda s: s["shard"])
+    return {"imported": sum(r["imported"] for r in reports), "shards": shards, "join": reports[0]["join"]}
 
 
 def du(path: Path) -> int:
@@ -270,6 +293,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/work/tmp-ds-import/sim"))
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--keep", action="store_true", help="Keep the release and datastore (default: delete).")
+    ap.add_argument("--import-procs", type=int, default=1, help="Importer processes, each on its own release shards.")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve-mode", default="both", choices=["dense", "hybrid", "both"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -307,8 +331,11 @@ def main() -> None:
     checkpoint("read_baseline")
     cli = [py, "-m", "cli", "datastore", "import-openscholar", str(src), "--out", str(ds_root), "--trust-pickles",
            "--papers", str(src / "pes2o" / "pes2o.jsonl"), "--no-progress", "--json"]
-    parts = run_measured(cli, env, "import parts")
-    report = json.loads(parts.pop("stdout"))
+    procs = max(1, min(args.import_procs, args.shards))
+    cmds = [[*cli, "--shards", ",".join(str(s) for s in range(i, args.shards, procs))] for i in range(procs)]
+    parts = run_measured(cmds if procs > 1 else cli, env, f"import parts ({procs} processes)")
+    parts["processes"] = procs
+    report = _merge_reports(_json_objects(parts.pop("stdout")))
     imported = report["imported"]
     parts["passages_per_s"] = round(imported / parts["seconds"], 1)
     parts["ratio_to_read_baseline"] = round(parts["passages_per_s"] / results["read_baseline"]["passages_per_s"], 3)
