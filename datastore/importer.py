@@ -26,7 +26,7 @@ from tqdm import tqdm
 from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreError
 from datastore.finalize import finalize
-from datastore.manifest import Manifest, atomic_write_text
+from datastore.manifest import Manifest
 from datastore.models import Passage
 from datastore.paper_join import JoinStats, PaperJoin
 from datastore.parts import PartWriter, finished_parts, part_name, remove_partials
@@ -232,7 +232,12 @@ def import_release(
             )
     encoder = reference_encoder()
     release_info = {"source": str(Path(src).expanduser().resolve()), "num_shards": num_shards, "vectors_format": fmt}
-    atomic_write_text(root / IMPORT_DIR / "release.json", json.dumps(release_info, indent=2) + "\n")
+    info_path = root / IMPORT_DIR / "release.json"
+    text = json.dumps(release_info, indent=2) + "\n"
+    if not info_path.is_file() or info_path.read_text(encoding="utf-8") != text:
+        tmp = info_path.with_name(f"release.json.{os.getpid()}.tmp")  # importers may run side by side
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, info_path)
     join: PaperJoin | None = None
     join_stats: JoinStats | None = None
     if papers:
