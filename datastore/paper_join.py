@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,15 +35,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-_NOT_NORMAL = re.compile(r"\s\s|[^\S ]|^\s|\s$")
-
-
-def content_hash(text: str) -> int:
+def content_hash(text: str, *, normalized: bool = False) -> int:
     """Signed 64-bit key of ``text`` with whitespace normalized (what the join matches on).
 
-    The reference's chunks are already ``' '.join(words)``: those skip the (costly) re-join.
+    ``normalized``: the text is already ``' '.join(words)`` (our own re-chunking), skip the re-join.
     """
-    if _NOT_NORMAL.search(text):
+    if not normalized:
         text = " ".join(text.split())
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little", signed=True)
@@ -157,7 +153,7 @@ class PaperJoin:
                     paper = int(cur.lastrowid or 0)
                     stats.papers += 1
                     for i, chunk in enumerate(reference_chunks(text, words)):
-                        rows.append((content_hash(chunk), paper, i))
+                        rows.append((content_hash(chunk, normalized=True), paper, i))
                     if len(rows) >= 50_000:
                         conn.executemany("INSERT INTO chunks VALUES (?,?,?)", rows)
                         stats.chunks += len(rows)
