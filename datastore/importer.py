@@ -100,6 +100,7 @@ def _read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [len(srt)]])
     flat = out.view(np.uint8).reshape(len(rows), row_bytes)
+    assert vectors.filename is not None
     fd = os.open(vectors.filename, os.O_RDONLY)
     try:
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):

@@ -137,7 +137,7 @@ class PickledArray:
     def array(self, scratch: Path | None = None) -> np.ndarray:
         """The array, memory-mapped read-only. A latin-1 payload (protocols 0-2) is first decoded into
         ``scratch`` (a ``.npy`` path; default: next to the pickle) by a streaming pass."""
-        order = "F" if self.fortran else "C"
+        order: Literal["C", "F"] = "F" if self.fortran else "C"
         if self.encoding == "inline":  # a small array of an old protocol, decoded during the scan
             return np.frombuffer(self.inline or b"", dtype=self.dtype).reshape(self.shape, order=order)
         if self.encoding == "raw":
@@ -390,7 +390,7 @@ def _dtype(scanner: _Scanner, obj: Any) -> np.dtype:
         order = state[1] if isinstance(state, tuple) and len(state) > 1 and isinstance(state[1], str) else "="
         if isinstance(typestr, str):
             dt = np.dtype(typestr)
-            return dt.newbyteorder(order) if order in "<>" else dt
+            return dt.newbyteorder("<" if order == "<" else ">") if order in ("<", ">") else dt
     raise scanner.fail("the array's dtype is not a plain numpy dtype", -1)
 
 
