@@ -388,7 +388,10 @@ def test_the_cli_builds_with_celery_workers(corpus, build_env, workers, local_bu
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "celery: 3 part tasks sent (0 sent again after a lost worker)" in done.stderr
-    assert done.stderr.count(" on cpu: ") == 2, done.stderr[-2000:]  # both workers, each on its device
+    # each worker that built parts, with its device (an earlier test may have killed one of the two)
+    lines = [x for x in done.stderr.splitlines() if x.strip().startswith("worker ")]
+    assert 1 <= len(lines) <= 2 and all(" on cpu: " in x for x in lines), done.stderr[-2000:]
+    assert sum(int(x.split(" parts, ")[0].rsplit(" ", 1)[1]) for x in lines) == 3
     mine, reference = fingerprint(root), fingerprint(local_build)
     assert sorted(mine) == sorted(reference)
     assert [k for k in mine if mine[k] != reference[k]] == []
