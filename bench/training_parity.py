@@ -53,7 +53,9 @@ class LossRecorder:
 
         torch.nn.functional.cross_entropy = rec_ce
         torch.nn.BCEWithLogitsLoss.forward = rec_bce
-        torch.optim.optimizer.register_optimizer_step_post_hook(self._step)
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        register_optimizer_step_post_hook(self._step)
 
     def _step(self, *_: Any) -> None:
         if self.pending:
@@ -122,9 +124,9 @@ def expert_vectors(adapter: Path, probes: dict[str, Any]) -> list[list[float]]:
 
 
 def judge_scores(path: Path, probes: dict[str, Any]) -> list[float]:
-    from openscholar.judges.cross_encoder import CrossEncoderJudge
+    from openscholar.judges.trained import TrainedJudge
 
-    judge = CrossEncoderJudge(path)
+    judge = TrainedJudge(path)
     pairs = [(c, p) for c in probes["claims"][:2] for p in probes["passages"][:6]]
     return [round(float(x), 5) for x in judge.score(pairs)]
 
@@ -174,11 +176,11 @@ def run(label: str, steps: int, only: list[str]) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - t, 1),
             "losses": rec.take(),
             "heldout": manifest["heldout"],
-            "pairs": manifest["training"]["pairs"],
+            "pairs": manifest["data"]["counts"],
             "probe_scores": judge_scores(work / "judge", probes),
         }
     if "packaged" in only:
-        from openscholar.judges.cross_encoder import PACKAGED_JUDGE
+        from openscholar.judges.trained import PACKAGED_JUDGE
         from openscholar.retrieval import PACKAGED_RERANKER
         from router.config import PACKAGED_EXPERTS
 

@@ -107,7 +107,7 @@ def encoder_info(encoder: PassageEncoder) -> EncoderInfo:
         id=encoder.model_id,
         dim=encoder.dim,
         normalized=bool(getattr(cfg, "normalize", True)),
-        pooling=getattr(cfg, "pooling", "mean") if getattr(cfg, "pooling", "mean") in ("mean", "cls") else "mean",
+        pooling=getattr(encoder, "pooling", None) or "mean",  # the effective pooling (model-default resolved)
         max_tokens=encoder.max_tokens,
         passage_prefix=str(getattr(cfg, "passage_prefix", "") or ""),
     )

@@ -39,7 +39,22 @@ class EmbedderConfig(StrictModel):
     )
     query_prefix: str = Field("", description="Prefix added to every query (e.g. 'query: ' for e5).")
     passage_prefix: str = Field("", description="Prefix added to every passage (e.g. 'passage: ').")
-    normalize: bool = Field(True, description="L2-normalize vectors (inner product = cosine).")
+    normalize: bool = Field(
+        True,
+        description="L2-normalize vectors (inner product = cosine). False also drops the model's own Normalize "
+        "module: the OpenScholar release's contriever vectors are unnormalized, and queries must match.",
+    )
+    pooling: Literal["model-default", "mean", "cls"] = Field(
+        "model-default",
+        description="Token pooling: the model's own (its sentence-transformers config; mean for a plain HF model), "
+        "or mean / cls forced. The OpenScholar release (contriever-based) needs mean.",
+    )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$",
+        description="Where the model and its batches run: auto (cuda when torch sees a GPU, else cpu), cpu, "
+        "cuda, cuda:N or mps. An explicit device that is not available is an error, never a silent fallback.",
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
     cache_folder: Path | None = Field(None, description="Where hub models are cached.")
 

@@ -16,21 +16,31 @@ top layers carry LoRA adapters, so the frozen bottom layers run without autograd
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import random
 import re
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from datastore.datastore import Datastore
+from datastore.strict import StrictModel
 from retriever.protocols import Hit
-from retriever.reranker import ADAPTER_CONFIG, RERANKER_META
+from retriever.reranker import RERANKER_META
+from retriever.training import (
+    LoopRecipe,
+    LoopRecord,
+    ParamGroup,
+    TrainingLoop,
+    atomic_dir,
+    save_adapter,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +48,34 @@ MANIFEST = "manifest.json"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-@dataclass
-class RerankerTrainConfig:
+class RerankerTrainConfig(StrictModel):
     """Hyper-parameters of `openscholar train reranker` (defaults fit ~10 minutes on 2 CPU cores)."""
 
-    seed: int = 13
-    base_model: str = BASE_MODEL
-    max_tokens: int = 128
-    negatives: int = 3
-    negative_pool: int = 12
-    queries_per_step: int = 8
-    epochs: int = 1
-    max_train_queries: int | None = None
-    lr: float = 5e-4
-    head_lr: float = 1e-2
-    lora_r: int = 16
-    lora_alpha: int = 32
-    trainable_layers: int = 2
-    dev_queries: int = 100
-    threads: int = 0
-    max_seconds: float | None = None  # wall-clock cap of the optimizer loop (the manifest records a stop)
-    bf16: bool | None = None  # bf16 autocast of the forward pass; None: on exactly when the CPU has native bf16
-    corpus_queries: int = 0  # pseudo-queries from the corpus (an abstract's last sentence -> the rest)
+    seed: int = Field(13, description="Seed of the data sampling, the LoRA init and the batch order.")
+    base_model: str = Field(BASE_MODEL, description="Encoder the adapter is trained over (the packaged MiniLM).")
+    max_tokens: int = Field(128, ge=16, description="Token budget of a (query, passage) pair.")
+    negatives: int = Field(3, ge=1, description="Hard negatives per query.")
+    negative_pool: int = Field(12, ge=1, description="Negatives are sampled from this many top non-gold papers.")
+    queries_per_step: int = Field(8, ge=1, description="Training queries per optimizer step.")
+    epochs: int = Field(1, ge=1, description="Passes over the training groups.")
+    max_train_queries: int | None = Field(None, ge=1, description="Cap on BEIR training queries.")
+    lr: float = Field(5e-4, gt=0, description="Learning rate of the LoRA weights.")
+    head_lr: float = Field(1e-2, gt=0, description="Learning rate of the cosine head (scale, bias).")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    trainable_layers: int = Field(2, ge=1, description="Top encoder layers that carry LoRA adapters.")
+    dev_queries: int = Field(100, ge=0, description="Train claims held out for model selection (first N sorted ids).")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0: torch's default).")
+    max_seconds: float | None = Field(None, gt=0, description="Wall-clock cap of the optimizer loop (the manifest records a stop).")
+    bf16: bool | None = Field(None, description="bf16 autocast of the forward pass; None: on exactly when the CPU has native bf16.")
+    corpus_queries: int = Field(0, ge=0, description="Pseudo-queries from the corpus (an abstract's last sentence -> the rest).")
+
+    def loop_recipe(self) -> LoopRecipe:
+        """The shared loop's settings: AdamW without weight decay, gradient norm clipped at 1, linear
+        warmup over 10% of the steps then linear decay."""
+        precision = {None: "auto", True: "bf16", False: "fp32"}[self.bf16]
+        return LoopRecipe(seed=self.seed, threads=self.threads, precision=precision, schedule="linear",
+                          warmup_fraction=0.1, weight_decay=0.0, max_grad_norm=1.0, max_seconds=self.max_seconds)
 
 
 @dataclass
@@ -73,12 +89,52 @@ class Group:
     negatives: list[str] = field(default_factory=list)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+class InputRecord(StrictModel):
+    """One input of a training run: what it is and the sha256 of every file read."""
+
+    role: str
+    files: dict[str, str] = Field(description="path -> sha256")
+    split: str | None = None
+    papers: int | None = None
+
+
+class RerankerTraining(LoopRecord):
+    """The loop's record plus what the reranker adds."""
+
+    scale: float = Field(description="The cosine head's learned scale.")
+    mining_seconds: float | None = Field(None, description="Seconds spent mining hard negatives.")
+    total_seconds: float | None = Field(None, description="Seconds from the start of mining to the trained model.")
+
+
+class LegacyRerankerTraining(StrictModel):
+    """The training record of rerankers trained before the shared loop (the packaged one)."""
+
+    steps: int
+    planned_steps: int
+    train_seconds: float
+    train_cpu_seconds: float
+    loss_first20: float | None = None
+    loss_last20: float | None = None
+    torch_threads: int
+    bf16_autocast: bool
+    scale: float
+    mining_seconds: float | None = None
+    total_seconds: float | None = None
+
+
+class RerankerManifest(StrictModel):
+    """What a reranker trained here was trained on (input hashes, every query id) and how."""
+
+    model: str = "cross-encoder reranker (LoRA + head over the base MiniLM)"
+    config: RerankerTrainConfig
+    inputs: list[InputRecord]
+    pairs: int
+    groups: int
+    query_ids_by_source: dict[str, list[str]]
+    held_out_dev_query_ids: list[str]
+    training: RerankerTraining | LegacyRerankerTraining
+    artifact_sha256: dict[str, str] = Field(description="file name -> sha256 of every other file in the directory.")
+    datastore_build_id: str | None = Field(None, description="The datastore the hard negatives were mined from.")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -137,7 +193,7 @@ def scifact_groups(
     cfg: RerankerTrainConfig,
     rng: random.Random,
     split: str = "train",
-) -> tuple[list[Group], list[str], dict[str, Any]]:
+) -> tuple[list[Group], list[str], InputRecord]:
     """Training groups from the BEIR ``split`` qrels; returns (groups, held-out ids, input record)."""
     if split == "test":
         raise ValueError("the reranker is never trained on test qrels")
@@ -168,17 +224,17 @@ def scifact_groups(
         negs = _negatives([r[i] for r in rankings], lambda h, g=gold: h.passage.paper_id in g, cfg.negative_pool, cfg.negatives, rng)  # type: ignore[misc]
         if negs:
             groups.append(Group(qid, f"beir-{split}", queries[qid], _text(best.title, best.text), negs))
-    record = {
-        "role": f"BEIR {split} qrels and queries",
-        "files": {str(qrels_path): sha256_file(qrels_path), str(queries_path): sha256_file(queries_path)},
-        "split": split,
-    }
+    record = InputRecord(
+        role=f"BEIR {split} qrels and queries",
+        files={str(qrels_path): sha256_file(qrels_path), str(queries_path): sha256_file(queries_path)},
+        split=split,
+    )
     return groups, dev, record
 
 
 def qa_context_groups(
     path: Path, searchers: Sequence[Searcher], cfg: RerankerTrainConfig, rng: random.Random
-) -> tuple[list[Group], dict[str, Any]]:
+) -> tuple[list[Group], InputRecord]:
     """Groups from a ScholarQABench-style file of questions with gold contexts (e.g. PubMedQA dev)."""
     if "scifact" in path.name.lower() and "test" in path.name.lower():
         raise ValueError(f"{path} holds SciFact test claims: never train on them")
@@ -197,7 +253,7 @@ def qa_context_groups(
         negs = _negatives([rk[i] for rk in rankings], is_pos, cfg.negative_pool, cfg.negatives, rng)
         if negs and positive.strip():
             groups.append(Group(f"{path.stem}:{i}", path.stem, questions[i], positive, negs))
-    record = {"role": "question -> gold context pairs", "files": {str(path): sha256_file(path)}}
+    record = InputRecord(role="question -> gold context pairs", files={str(path): sha256_file(path)})
     return groups, record
 
 
@@ -206,7 +262,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 
 def corpus_pseudo_groups(
     beir_dir: Path, searchers: Sequence[Searcher], cfg: RerankerTrainConfig, rng: random.Random, n: int
-) -> tuple[list[Group], dict[str, Any]]:
+) -> tuple[list[Group], InputRecord]:
     """``n`` pseudo-queries over the BEIR corpus, no qrels read (the inverse-cloze idea, like the
     RouterRetriever paper's generated queries): an abstract's LAST sentence (usually its conclusion,
     the kind of statement a SciFact claim makes) is the query; the title plus the abstract WITHOUT
@@ -230,34 +286,23 @@ def corpus_pseudo_groups(
         negs = _negatives([rk[i] for rk in rankings], lambda h, pid=pid: h.passage.paper_id == pid, cfg.negative_pool, cfg.negatives, rng)  # type: ignore[misc]
         if negs:
             groups.append(Group(f"corpus:{pid}", "corpus-pseudo", query, positive, negs))
-    record = {
-        "role": "corpus pseudo-queries (abstract's last sentence -> title + the rest of the abstract); no qrels",
-        "files": {str(corpus_path): sha256_file(corpus_path)},
-        "papers": len(groups),
-    }
+    record = InputRecord(
+        role="corpus pseudo-queries (abstract's last sentence -> title + the rest of the abstract); no qrels",
+        files={str(corpus_path): sha256_file(corpus_path)},
+        papers=len(groups),
+    )
     return groups, record
 
 
-def train_cross_encoder(
-    groups: list[Group], cfg: RerankerTrainConfig, out_dir: Path, *, progress: bool = True
-) -> dict[str, Any]:
-    """Train LoRA + head with a listwise loss; save the adapter (and head) to ``out_dir``."""
-    import numpy as np
-    import torch
+def build_cross_encoder(cfg: RerankerTrainConfig) -> tuple[Any, Any, Any]:
+    """(model, peft encoder, tokenizer): the base MiniLM with LoRA on its top ``trainable_layers``
+    layers under the cosine head (`retriever.cross_cosine`); the frozen bottom runs without autograd."""
     from peft import LoraConfig, get_peft_model
-    from safetensors.torch import save_file
     from transformers import AutoModel, AutoTokenizer
 
-    from retriever.cross_cosine import HEAD_FILE, CrossCosineModel
+    from retriever.cross_cosine import CrossCosineModel
     from retriever.reranker import resolve_base_model
-    from retriever.st_embedder import cpu_has_native_bf16
 
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    bf16 = bool(cpu_has_native_bf16()) if cfg.bf16 is None else cfg.bf16
     base_path = resolve_base_model(cfg.base_model)
     tok = AutoTokenizer.from_pretrained(base_path)
     encoder = AutoModel.from_pretrained(base_path)
@@ -268,28 +313,25 @@ def train_cross_encoder(
         layers_to_transform=top,
     )
     peft_encoder = get_peft_model(encoder, lora)
-    model = CrossCosineModel(peft_encoder)
-    adapters = [p for p in peft_encoder.parameters() if p.requires_grad]
-    head = [model.scale, model.bias]
-    opt = torch.optim.AdamW([{"params": adapters, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}], weight_decay=0.0)
-    order = [g for _ in range(cfg.epochs) for g in random.Random(cfg.seed).sample(groups, len(groups))]
-    steps = math.ceil(len(order) / cfg.queries_per_step)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
-    )
-    model.train()
-    t0 = time.perf_counter()
-    cpu0 = time.process_time()
-    losses: list[float] = []
-    iterator: Any = range(steps)
-    if progress:
-        from tqdm import tqdm
+    return CrossCosineModel(peft_encoder), peft_encoder, tok
 
-        iterator = tqdm(iterator, desc="reranker", unit="step")
-    for step in iterator:
-        batch = order[step * cfg.queries_per_step : (step + 1) * cfg.queries_per_step]
-        n = 1 + cfg.negatives
+
+def group_batches(groups: Sequence[Group], cfg: RerankerTrainConfig) -> tuple[list[list[Group]], int]:
+    """(batches, planned steps): ``epochs`` seeded passes over the groups, ``queries_per_step`` a batch
+    (the last one may be short)."""
+    order = [g for _ in range(cfg.epochs) for g in random.Random(cfg.seed).sample(list(groups), len(groups))]
+    steps = math.ceil(len(order) / cfg.queries_per_step)
+    return [order[i * cfg.queries_per_step : (i + 1) * cfg.queries_per_step] for i in range(steps)], steps
+
+
+def listwise_loss(model: Any, tok: Any, cfg: RerankerTrainConfig, loop: TrainingLoop[list[Group]]) -> Callable[[list[Group]], Any]:
+    """The loss of a batch: for each query, its positive (index 0) against its negatives in one
+    softmax; the mean over the batch's queries."""
+    import torch
+
+    n = 1 + cfg.negatives
+
+    def loss_fn(batch: list[Group]) -> Any:
         queries, texts, sizes = [], [], []
         for g in batch:
             cand = [g.positive, *g.negatives][:n]
@@ -297,74 +339,70 @@ def train_cross_encoder(
             texts += cand
             sizes.append(len(cand))
         enc = tok(queries, texts, truncation="only_second", max_length=cfg.max_tokens, padding=True, return_tensors="pt")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with loop.autocast():
             logits = model(**enc).logits.squeeze(-1).float()
         loss = torch.zeros(())
         start = 0
-        for size in sizes:  # listwise: the positive (index 0) against its negatives
+        for size in sizes:
             loss = loss + torch.nn.functional.cross_entropy(logits[start : start + size].unsqueeze(0), torch.zeros(1, dtype=torch.long))
             start += size
-        loss = loss / len(sizes)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapters + head, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        losses.append(float(loss.detach()))
-        if progress and hasattr(iterator, "set_postfix"):
-            iterator.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
-            log.warning("reranker: stopped at step %d of %d (max_seconds %.0f)", step + 1, steps, cfg.max_seconds)
-            break
-    seconds = time.perf_counter() - t0
-    out_dir.mkdir(parents=True, exist_ok=True)
-    peft_encoder.save_pretrained(str(out_dir))
-    save_file(model.head_state(), str(out_dir / HEAD_FILE))
-    (out_dir / "README.md").unlink(missing_ok=True)  # peft's generic model card; the manifest says more
-    _strip_local_paths(out_dir / ADAPTER_CONFIG, cfg.base_model)
-    meta = {"base_model": cfg.base_model, "max_tokens": cfg.max_tokens, "kind": "lora-cross-cosine"}
-    (out_dir / RERANKER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    return {
-        "steps": len(losses),
-        "planned_steps": steps,
-        "train_seconds": round(seconds, 1),
-        "train_cpu_seconds": round(time.process_time() - cpu0, 1),
-        "loss_first20": round(float(np.mean(losses[:20])), 4) if losses else None,
-        "loss_last20": round(float(np.mean(losses[-20:])), 4) if losses else None,
-        "torch_threads": torch.get_num_threads(),
-        "bf16_autocast": bf16,
-        "scale": round(float(model.scale.detach()), 3),
-    }
+        return loss / len(sizes)
+
+    return loss_fn
 
 
-def _strip_local_paths(adapter_config: Path, base_model: str) -> None:
-    """Record the base model's id, not this machine's site-packages path, in the adapter config."""
-    data = json.loads(adapter_config.read_text(encoding="utf-8"))
-    data["base_model_name_or_path"] = base_model
-    adapter_config.write_text(json.dumps(data, indent=2, sort_keys=True), encoding="utf-8")
+@dataclass
+class TrainedCrossEncoder:
+    """A trained reranker in memory, not yet written: the model, its peft encoder and the loop's record."""
+
+    model: Any
+    peft_encoder: Any
+    training: RerankerTraining
 
 
-def write_manifest(
-    out_dir: Path, cfg: RerankerTrainConfig, groups: list[Group], dev: list[str], inputs: list[dict[str, Any]],
-    training: dict[str, Any], extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """What the model was trained on, with input hashes and every query id used."""
+def train_cross_encoder(groups: list[Group], cfg: RerankerTrainConfig, *, progress: bool = True) -> TrainedCrossEncoder:
+    """Train LoRA + head with the listwise loss on the shared loop; `save_reranker` writes it."""
+    loop: TrainingLoop[list[Group]] = TrainingLoop(cfg.loop_recipe(), name="reranker", progress=progress)
+    model, peft_encoder, tok = build_cross_encoder(cfg)
+    adapters = [p for p in peft_encoder.parameters() if p.requires_grad]
+    head = [model.scale, model.bias]
+    batches, steps = group_batches(groups, cfg)
+    record = loop.run(model, [ParamGroup(adapters, cfg.lr), ParamGroup(head, cfg.head_lr)], batches,
+                      listwise_loss(model, tok, cfg, loop), steps)
+    training = RerankerTraining(**record.model_dump(), scale=round(float(model.scale.detach()), 3))
+    return TrainedCrossEncoder(model, peft_encoder, training)
+
+
+def save_reranker(
+    out_dir: Path, trained: TrainedCrossEncoder, cfg: RerankerTrainConfig, groups: list[Group], dev: list[str],
+    inputs: list[InputRecord], *, mining_seconds: float | None = None, total_seconds: float | None = None,
+    datastore_build_id: str | None = None,
+) -> RerankerManifest:
+    """Write the adapter, the head, the loading metadata and the manifest (what the model was trained
+    on, with input hashes and every query id used) into ``out_dir`` all at once (`atomic_dir`)."""
+    from safetensors.torch import save_file
+
+    from retriever.cross_cosine import HEAD_FILE
+
+    training = trained.training.model_copy(update={"mining_seconds": mining_seconds, "total_seconds": total_seconds})
     by_source: dict[str, list[str]] = {}
     for g in groups:
         by_source.setdefault(g.source, []).append(g.qid)
-    manifest = {
-        "model": "cross-encoder reranker (LoRA + head over the base MiniLM)",
-        "config": asdict(cfg),
-        "inputs": inputs,
-        "pairs": sum(1 + len(g.negatives) for g in groups),
-        "groups": len(groups),
-        "query_ids_by_source": {k: sorted(v) for k, v in by_source.items()},
-        "held_out_dev_query_ids": dev,
-        "training": training,
-        "artifact_sha256": {
-            p.name: sha256_file(p) for p in sorted(out_dir.iterdir()) if p.is_file() and p.name != MANIFEST
-        },
-        **(extra or {}),
-    }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    with atomic_dir(out_dir) as tmp:
+        save_adapter(trained.peft_encoder, tmp, base_model=cfg.base_model)
+        save_file(trained.model.head_state(), str(tmp / HEAD_FILE))
+        meta = {"base_model": cfg.base_model, "max_tokens": cfg.max_tokens, "kind": "lora-cross-cosine"}
+        (tmp / RERANKER_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        manifest = RerankerManifest(
+            config=cfg, inputs=inputs, pairs=sum(1 + len(g.negatives) for g in groups), groups=len(groups),
+            query_ids_by_source={k: sorted(v) for k, v in by_source.items()}, held_out_dev_query_ids=dev,
+            training=training, artifact_sha256={p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+            datastore_build_id=datastore_build_id,
+        )
+        (tmp / MANIFEST).write_text(manifest.model_dump_json(indent=2), encoding="utf-8")
     return manifest
+
+
+def read_manifest(directory: Path) -> RerankerManifest:
+    """The typed manifest of a reranker trained here."""
+    return RerankerManifest.model_validate_json((Path(directory) / MANIFEST).read_text(encoding="utf-8"))

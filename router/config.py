@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from datastore.strict import StrictModel
+from retriever.training.recipe import LoopRecipe
 
 # Where `experts_dir=None` looks first: the experts trained in this repository and committed beside
 # this file, so routing works out of the box.
@@ -34,6 +35,14 @@ class ExpertTrainingConfig(StrictModel):
         "when the CPU has native bf16.",
     )
     threads: int = Field(0, ge=0, description="torch CPU threads while training; 0 keeps torch's default (1 is fastest on a busy 2-core box).")
+
+    def loop_recipe(self) -> LoopRecipe:
+        """The shared loop's settings for this recipe: AdamW without weight decay or clipping, linear
+        warmup over 10% of the steps then linear decay, capped by max_steps and max_seconds."""
+        precision = {None: "auto", True: "bf16", False: "fp32"}[self.bf16]
+        return LoopRecipe(seed=self.seed, threads=self.threads, precision=precision, schedule="linear",
+                          warmup_fraction=0.1, weight_decay=0.0, max_grad_norm=None, max_steps=self.max_steps,
+                          max_seconds=self.max_seconds)
 
 
 class RouterConfig(StrictModel):

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from datastore.manifest import atomic_write_text
+from datastore.strict import StrictModel
+from retriever.training.loop import LoopRecord
 from router.errors import ExpertNotFound, NoExperts, RouterError
 
 MANIFEST = "manifest.json"
@@ -100,7 +102,7 @@ def pairs_hash(pairs: Sequence[Pair]) -> str:
     return h.hexdigest()
 
 
-class TrainingRecord(BaseModel):
+class TrainingRecord(StrictModel):
     """How an expert was trained: enough to retrain it and to audit it."""
 
     data_hash: str = Field(description="sha256 of the training pairs (router.experts.pairs_hash).")
@@ -119,9 +121,12 @@ class TrainingRecord(BaseModel):
     train_cpu_seconds: float = Field(0.0, description="CPU seconds the training process used in the loop.")
     final_loss: float
     pilot_held_out: bool = Field(False, description="The pilot queries were held out of training (router.pilot_holdout).")
+    loop: LoopRecord | None = Field(
+        None, description="The shared training loop's record (schedule, stop reason, loss curve); None in manifests "
+        "written before the loop was shared (the packaged experts).")
 
 
-class ExpertManifest(BaseModel):
+class ExpertManifest(StrictModel):
     """What an expert is, what it was trained on and how well it did."""
 
     format_version: int = FORMAT_VERSION

@@ -8,12 +8,13 @@ from typing import Any
 
 import typer
 
+from cli.build_workers import make_builder, parts_for, report_workers
 from cli.common import err, out, print_json, settings
-from datastore.builder import BuildReport, DatastoreBuilder, tombstone_papers
+from datastore.builder import BuildReport, tombstone_papers
 from datastore.errors import ScholarError
 from datastore.integrity import check_files, scrub
 from datastore.manifest import read_manifest
-from openscholar.components import build_embedder, default_sources
+from openscholar.components import default_sources
 
 app = typer.Typer(help="Build, inspect, extend, prune and verify datastores.", no_args_is_help=True)
 
@@ -41,6 +42,12 @@ def build(
     encoder: str = typer.Option(None, "--encoder", help="Embedder model id or path (default: embedder.model)."),
     index: str = typer.Option(None, "--index", help="auto | flat | ivfpq | hnsw (default: datastore.index)."),
     part_papers: int = typer.Option(None, "--part-papers", min=1, help="Papers per part (unit of work and resumption)."),
+    parts: int = typer.Option(None, "--parts", min=1, help="Cut the sources into about this many parts (instead of --part-papers)."),
+    workers: str = typer.Option(
+        "local", "--workers",
+        help="local: embed in this process; celery: Celery workers (`openscholar worker --queues build`, broker "
+        "service.broker_url) build the parts on storage they share with this process, which then finalizes.",
+    ),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed record."),
     default: bool = typer.Option(False, "--default", help="Build the default corpus (SciFact + ScholarQABench contexts)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -62,10 +69,14 @@ def build(
         specs += default_sources(s)
     if not specs:
         raise typer.BadParameter("name at least one SOURCE, or pass --default", param_hint="SOURCE")
+    if parts:
+        ds_cfg.part_papers = parts_for(specs, ds_cfg, parts)
     root = (out_dir or s.datastore_path).expanduser()
     t0 = time.perf_counter()
-    report = DatastoreBuilder(build_embedder(s), ds_cfg, progress=progress).build(specs, root)
+    builder = make_builder(s, ds_cfg, workers, progress=progress)
+    report = builder.build(specs, root)
     _report(report, time.perf_counter() - t0)
+    report_workers(builder, report)
     _after_change(ctx, root, added=report.added)
 
 
@@ -76,6 +87,7 @@ def add(
     sources: list[str] = typer.Argument(..., help="Sources to add."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed record."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    workers: str = typer.Option("local", "--workers", help="local, or celery (as for `datastore build`)."),
 ) -> None:
     """Add papers as new parts without rebuilding: new passages are deduplicated against the hash index
     and added to the index without retraining."""
@@ -86,8 +98,10 @@ def add(
     ds_cfg = s.datastore.model_copy(deep=True)
     ds_cfg.strict = strict or ds_cfg.strict
     t0 = time.perf_counter()
-    report = DatastoreBuilder(build_embedder(s), ds_cfg, progress=progress).add(root, sources)
+    builder = make_builder(s, ds_cfg, workers, progress=progress)
+    report = builder.add(root, sources)
     _report(report, time.perf_counter() - t0)
+    report_workers(builder, report)
     _after_change(ctx, root, added=report.added)
 
 

@@ -51,9 +51,9 @@ def train_reranker(
         RerankerTrainConfig,
         corpus_pseudo_groups,
         qa_context_groups,
+        save_reranker,
         scifact_groups,
         train_cross_encoder,
-        write_manifest,
     )
 
     if precision not in ("auto", "fp32", "bf16"):
@@ -89,14 +89,14 @@ def train_reranker(
         inputs.append(rec)
     mining = time.perf_counter() - t0
     err.print(f"{len(groups)} training queries ({sum(1 + len(g.negatives) for g in groups)} pairs), mined in {mining:.0f}s")
-    training = train_cross_encoder(groups, cfg, out, progress=progress)
-    training["mining_seconds"] = round(mining, 1)
-    training["total_seconds"] = round(time.perf_counter() - t0, 1)
-    manifest = write_manifest(out, cfg, groups, dev, inputs, training, {"datastore_build_id": ds.manifest.build_id})
+    trained = train_cross_encoder(groups, cfg, progress=progress)
+    total = round(time.perf_counter() - t0, 1)
+    manifest = save_reranker(out, trained, cfg, groups, dev, inputs, mining_seconds=round(mining, 1), total_seconds=total,
+                             datastore_build_id=ds.manifest.build_id)
     if as_json:
-        print_json(manifest)
+        print_json(manifest.model_dump(mode="json"))
     else:
-        err.print(f"reranker written to {out} in {training['total_seconds']:.0f}s (manifest {out / 'manifest.json'})")
+        err.print(f"reranker written to {out} in {total:.0f}s (manifest {out / 'manifest.json'})")
         err.print(f"use it: retrieval.reranker.model = 'default' (or '{out}')")
 
 

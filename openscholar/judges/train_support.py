@@ -34,6 +34,7 @@ from retriever.training import (
     Precision,
     TrainingLoop,
     atomic_dir,
+    save_adapter,
     sha256_file,
 )
 
@@ -153,9 +154,7 @@ def train_support_judge(scifact: Path, scholarqabench: Path, out: Path, config: 
         "heldout": heldout,
     }
     with atomic_dir(out) as tmp:
-        model.save_pretrained(str(tmp))
-        (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
-        _strip_local_paths(tmp / "adapter_config.json", config.base_model)
+        save_adapter(model, tmp, base_model=config.base_model)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return calibrate_threshold(out, data["dev"])
 
@@ -181,13 +180,6 @@ def calibrate_threshold(out: Path, dev: list[JudgePair]) -> dict[str, Any]:
                                threshold_chosen_on="the held-apart pairs above (dev), windowed as in the product")
     manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
-
-
-def _strip_local_paths(adapter_config: Path, base_model: str) -> None:
-    """The adapter names its base by id, not by this machine's site-packages path."""
-    cfg = json.loads(adapter_config.read_text())
-    cfg["base_model_name_or_path"] = base_model
-    adapter_config.write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def evaluate_pairs(model: Any, tokenizer: Any, pairs: list[JudgePair], max_tokens: int) -> dict[str, Any]:

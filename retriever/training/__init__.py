@@ -10,8 +10,15 @@ trainers may import.
 """
 
 from retriever.training.loop import LoopRecord, ParamGroup, TrainingLoop
-from retriever.training.output import atomic_dir, sha256_file
-from retriever.training.recipe import LoopRecipe, Precision, Schedule, resolve_bf16, seed_everything, set_threads
+from retriever.training.output import atomic_dir, save_adapter, sha256_file
+from retriever.training.recipe import (
+    LoopRecipe,
+    Precision,
+    Schedule,
+    resolve_bf16,
+    seed_everything,
+    set_threads,
+)
 
 __all__ = [
     "LoopRecipe",
@@ -22,6 +29,7 @@ __all__ = [
     "TrainingLoop",
     "atomic_dir",
     "resolve_bf16",
+    "save_adapter",
     "seed_everything",
     "set_threads",
     "sha256_file",

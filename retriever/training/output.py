@@ -1,12 +1,16 @@
-"""Writing a trained artifact: all of it or nothing, and hashes that name its files."""
+"""Writing a trained artifact: all of it or nothing, its adapter without local paths, and hashes that name its files."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 @contextmanager
@@ -44,3 +48,16 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def save_adapter(model: Any, directory: Path, *, base_model: str | None = None) -> None:
+    """Save a peft model's adapter into ``directory`` without peft's empty model card; with
+    ``base_model``, the adapter config names its base by that id, not by this machine's path."""
+    directory = Path(directory)
+    model.save_pretrained(str(directory))
+    (directory / "README.md").unlink(missing_ok=True)
+    if base_model is not None:
+        config_file = directory / ADAPTER_CONFIG
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = base_model
+        config_file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

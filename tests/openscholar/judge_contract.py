@@ -1,6 +1,7 @@
 """The SupportJudge contract, run against every backend (issue 16 item 6).
 
-A backend's test class subclasses `SupportJudgeContract` and provides a ``judge`` fixture; the
+A backend's test class subclasses `SupportJudgeContract`, names its registry entry in ``backend``
+and provides a ``judge`` fixture; the
 shared tests check what every caller relies on: one `Judgement` per pair in input order, scores in
 [0, 1], ``score`` equal to the ``supports`` scores, the empty input, order independence, and a
 ``from_config`` constructor. ``supported_pair`` / ``unrelated_pair`` may be overridden where a
@@ -12,6 +13,7 @@ from __future__ import annotations
 import pytest
 
 from openscholar.judges.protocol import Judgement, SupportJudge
+from openscholar.judges.registry import JUDGES
 
 SUPPORTED = ("Daily aspirin reduced the incidence of colorectal cancer.",
              ("Aspirin trials\nWe pooled five randomized trials. Daily aspirin reduced the incidence of colorectal "
@@ -21,6 +23,7 @@ UNRELATED = ("The moon orbits the earth once a month.",
 
 
 class SupportJudgeContract:
+    backend = ""  # the registry name (``citations.judge``) of the backend the subclass tests
     supported_pair = SUPPORTED
     unrelated_pair = UNRELATED
 
@@ -32,6 +35,10 @@ class SupportJudgeContract:
         assert isinstance(judge, SupportJudge)
         assert isinstance(judge.name, str) and judge.name
         assert callable(getattr(type(judge), "from_config", None))
+
+    def test_is_the_registered_backend(self, judge: SupportJudge) -> None:
+        assert self.backend in JUDGES.names()
+        assert isinstance(judge, JUDGES.get(self.backend))
 
     def test_one_judgement_per_pair_in_range(self, judge: SupportJudge) -> None:
         pairs = [self.supported_pair, self.unrelated_pair, self.supported_pair]

@@ -24,11 +24,14 @@ from retriever.reranker import CrossEncoderReranker, Reranker, stage_features
 from retriever.sparse import open_sparse
 from retriever.train_reranker import (
     Group,
+    LegacyRerankerTraining,
     RerankerTrainConfig,
+    RerankerTraining,
     corpus_pseudo_groups,
     held_out_queries,
+    read_manifest,
+    save_reranker,
     train_cross_encoder,
-    write_manifest,
 )
 from tests.conftest import SCIFACT, read_qrels
 
@@ -143,13 +146,20 @@ def test_training_writes_a_loadable_adapter_and_manifest(tmp_path: Path) -> None
     ]
     cfg = RerankerTrainConfig(max_tokens=32, negatives=1, queries_per_step=2, dev_queries=0, seed=rng.randint(0, 9))
     out = tmp_path / "rr"
-    training = train_cross_encoder(groups, cfg, out, progress=False)
-    manifest = write_manifest(out, cfg, groups, [], [], training)
-    assert training["steps"] == 2 and manifest["pairs"] == 8
+    trained = train_cross_encoder(groups, cfg, progress=False)
+    assert not out.exists(), "training alone writes nothing"
+    manifest = save_reranker(out, trained, cfg, groups, [], [], total_seconds=1.5)
+    training = manifest.training
+    assert isinstance(training, RerankerTraining) and training.steps == 2 and manifest.pairs == 8
+    assert training.stop_reason == "planned" and training.max_grad_norm == 1.0 and training.total_seconds == 1.5
+    assert training.learning_rates == [cfg.lr, cfg.head_lr] and len(training.loss_curve) == 2
     from retriever.st_embedder import cpu_has_native_bf16
 
-    assert training["bf16_autocast"] is bool(cpu_has_native_bf16())  # precision auto follows the CPU
-    assert manifest["query_ids_by_source"] == {"toy": ["q0", "q1", "q2", "q3"]}
+    assert training.bf16_autocast is bool(cpu_has_native_bf16())  # precision auto follows the CPU
+    assert manifest.query_ids_by_source == {"toy": ["q0", "q1", "q2", "q3"]}
+    assert read_manifest(out) == manifest  # the typed manifest round-trips through the file
+    assert sorted(manifest.artifact_sha256) == sorted(p.name for p in out.iterdir() if p.name != "manifest.json")
+    assert not list(tmp_path.glob(".rr.*")), "no partial directory left behind"
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == cfg.base_model
     scores = CrossEncoderReranker(RerankerConfig(), out).score("claim about graphene", ["A study of graphene.", "x"])
     assert scores.shape == (2,) and all(abs(s) < 1e3 for s in scores)
@@ -162,7 +172,7 @@ def test_corpus_pseudo_queries_hide_their_sentence_and_read_no_qrels(scifact_sub
     sparse = open_sparse(Datastore.open(small_datastore), SparseConfig())
     groups, record = corpus_pseudo_groups(beir, [sparse.search_batch], RerankerTrainConfig(negatives=2), random.Random(0), 12)
     assert 8 <= len(groups) <= 12
-    assert list(record["files"]) == [str(beir / "corpus.jsonl")]
+    assert list(record.files) == [str(beir / "corpus.jsonl")]
     docs = {json.loads(x)["_id"]: json.loads(x) for x in (beir / "corpus.jsonl").read_text().splitlines() if x.strip()}
     for g in groups:
         pid = g.qid.removeprefix("corpus:")
@@ -204,6 +214,8 @@ def test_shipped_manifest_proves_no_test_data() -> None:
     assert manifest["held_out_dev_query_ids"] == held_out_queries(list(train_qrels), manifest["config"]["dev_queries"])
     for name, digest in manifest["artifact_sha256"].items():
         assert hashlib.sha256((PACKAGED_RERANKER / name).read_bytes()).hexdigest() == digest
+    typed = read_manifest(PACKAGED_RERANKER)  # trained before the shared loop: the legacy record
+    assert isinstance(typed.training, LegacyRerankerTraining) and typed.training.steps == manifest["training"]["steps"]
 
 
 def test_reranker_names_resolve_to_packaged_directories(tmp_path: Path) -> None:

@@ -164,6 +164,11 @@ def test_training_holds_the_pilot_queries_out(tmp_path: Path, backbone, corpus, 
     assert m.training.pilot_held_out and m.training.queries == len(queries) - len(pilot)
     assert m.training.data_hash == pairs_hash(trained)
     assert 0.0 <= m.metrics["pilot_ndcg10_expert"] <= 1.0
+    loop = m.training.loop  # the shared loop's typed record: capped by max_steps, the recipe's schedule
+    assert loop is not None and loop.steps == m.training.steps == 2 and loop.stop_reason == "max_steps"
+    assert loop.learning_rates == [rc.training.learning_rate] and loop.max_grad_norm is None and loop.seed == 13
+    assert m.training.final_loss == pytest.approx(sum(loop.loss_curve) / 2, abs=1e-4)
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["claims"], "written atomically, no partial dir"
 
 
 def test_knn_votes_on_hand_made_pilots() -> None:
