@@ -25,10 +25,25 @@ from openscholar.settings import Settings
 log = logging.getLogger(__name__)
 
 celery = Celery("openscholar", include=["api.tasks"])
+PROC_START_TIMEOUT_S = 600.0  # how long a pool process may take to load its models (see configure)
 
 _settings: Settings | None = None
 _store: JobStore | None = None
 _engine: Any = None
+# What this process's worker serves: "answer" (questions: the Engine is warmed per process) and/or
+# "build" (datastore parts: api/build_tasks.py loads the embedder on its first part).
+_roles: frozenset[str] = frozenset({"answer"})
+
+
+def set_roles(roles: set[str] | frozenset[str]) -> None:
+    """Tell the worker process hooks what this worker serves (`openscholar worker --queues`)."""
+    global _roles
+    _roles = frozenset(roles)
+
+
+def roles() -> frozenset[str]:
+    """What this process's worker serves: "answer" and/or "build"."""
+    return _roles
 
 
 def embedded_dir(settings: Settings) -> Path:
@@ -146,6 +161,10 @@ def configure(settings: Settings) -> Celery:
         task_time_limit=time_limits(settings)[1],
         result_expires=svc.job_ttl_s,
         worker_prefetch_multiplier=1,
+        # A pool process loads its models (the Engine, or a build worker's embedder) in worker_process_init,
+        # before it reports up. Celery kills a *replacement* process that is not up within 4 s (its default),
+        # and starts another that is killed the same way: a worker whose pool process died never recovered.
+        worker_proc_alive_timeout=PROC_START_TIMEOUT_S,
         worker_concurrency=svc.worker_concurrency,
         worker_hijack_root_logger=False,
         task_default_queue=svc.queue,
@@ -191,6 +210,8 @@ def _warm_worker(**_: Any) -> None:
     global _store
     if _settings is not None:
         _store = build_store(_settings)
+    if "answer" not in _roles:  # a build-only worker: no Engine to warm, and /readyz must not count it
+        return
     start = time.perf_counter()
     try:
         engine().warm_up()
@@ -204,6 +225,8 @@ def _warm_worker(**_: Any) -> None:
 def _worker_ready(sender: Any = None, **_: Any) -> None:
     """Solo and thread pools run jobs in the main process, which then sends the heartbeats."""
     pool = getattr(sender, "pool", None)
+    if "answer" not in _roles:
+        return
     if pool is not None and type(pool).__module__ != "celery.concurrency.prefork":
         _start_heartbeat(type(pool).__module__.rsplit(".", 1)[-1])
 

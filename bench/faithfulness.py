@@ -75,12 +75,16 @@ def build_judges(names: list[str], judge_path: str | None) -> dict[str, Any]:
             judges[name] = LexicalJudge()
         elif name == "trained":
             judges[name] = TrainedJudge(judge_path or PACKAGED_JUDGE, windows_per_passage=None).warm_up()
+        elif name == "stacked":  # read as in the product (8 windows per passage), as it was fit
+            from openscholar.judges.stacked import StackedJudge
+
+            judges[name] = StackedJudge(windows_per_passage=8).warm_up()
         elif name.startswith("nli:"):
             from openscholar.judges.nli import NLIJudge
 
             judges[name] = NLIJudge(name[4:], windows_per_passage=None).warm_up()
         else:
-            raise SystemExit(f"unknown judge {name!r}: use lexical, trained or nli:<model id or dir>")
+            raise SystemExit(f"unknown judge {name!r}: use lexical, trained, stacked or nli:<model id or dir>")
     return judges
 
 
@@ -202,7 +206,7 @@ def evidence_part(n: int) -> dict[str, Any]:
 
 
 # -- 3. ScholarQABench verdicts -----------------------------------------------------------------
-def sqa_part(limit: int | None, judge_path: str | None) -> dict[str, Any]:
+def sqa_part(limit: int | None, judge_path: str | None, judge_name: str = "stacked") -> dict[str, Any]:
     from tqdm import tqdm
 
     from eval.scholarqabench.loaders import load_task
@@ -213,8 +217,13 @@ def sqa_part(limit: int | None, judge_path: str | None) -> dict[str, Any]:
     from openscholar.verdict import decide_on_passages, statement_of
 
     settings = load_settings()
-    judge = TrainedJudge(judge_path or PACKAGED_JUDGE, windows_per_passage=None).warm_up()
-    out: dict[str, Any] = {}
+    if judge_name == "stacked":
+        from openscholar.judges.stacked import StackedJudge
+
+        judge: Any = StackedJudge(windows_per_passage=8).warm_up()
+    else:
+        judge = TrainedJudge(judge_path or PACKAGED_JUDGE, windows_per_passage=None).warm_up()
+    out: dict[str, Any] = {"judge": judge_name}
     for task, engine_task, yes in (("scifact", "claim", "true"), ("pubmedqa", "yes_no", "yes")):
         examples = load_task(task, root=SQA)[:limit] if limit else load_task(task, root=SQA)
         lean = strict = nee = 0
@@ -271,6 +280,8 @@ def print_tables(result: dict[str, Any]) -> None:
         print("\n| task | n | verifier (lean) | verifier (strict) | not enough evidence | LLM, gold passage | majority |")
         print("|---|---|---|---|---|---|---|")
         for task, r in s.items():
+            if not isinstance(r, dict):
+                continue
             print(f"| {task} | {r['n']} | {r['verifier_lean']} | {r['verifier_strict']} | {r['not_enough_evidence']} | "
                   f"{r['llm_gold_passage']} | {r['majority']} |")
 
@@ -278,7 +289,11 @@ def print_tables(result: dict[str, Any]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--parts", default="judges,evidence,sqa")
-    ap.add_argument("--judges", default="lexical,trained", help="lexical, trained, nli:<model id or dir>")
+    ap.add_argument("--judges", default="lexical,trained,stacked", help="lexical, trained, stacked, nli:<model id or dir>")
+    ap.add_argument("--keep-judges", default="", help="judges whose rows of the previous run are kept when not re-run "
+                    "(e.g. trained: 40 minutes on a loaded 2-core machine, unchanged artifact)")
+    ap.add_argument("--verdict-judge", default="stacked", choices=["stacked", "trained"],
+                    help="the judge of the ScholarQABench verdicts (sqa part)")
     ap.add_argument("--judge-path", default=None, help="a trained judge directory (default: the packaged one)")
     ap.add_argument("--threshold", type=float, default=None, help="support threshold (default: each judge's own)")
     ap.add_argument("--questions", type=int, default=20, help="evidence-mode questions")
@@ -295,11 +310,16 @@ def main() -> None:
     result["machine"] = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
                          "python": platform.python_version(), "torch_threads": args.threads}
     if "judges" in parts:
+        previous = (result.get("judges") or {}).get("judges", {})
         result["judges"] = judge_part(build_judges(args.judges.split(","), args.judge_path), args.threshold)
+        if args.keep_judges:  # rows of judges not re-run this time, from the previous run (same pairs)
+            for name in args.keep_judges.split(","):
+                if name in previous and name not in result["judges"]["judges"]:
+                    result["judges"]["judges"][name] = previous[name] | {"from_previous_run": True}
     if "evidence" in parts:
         result["evidence"] = evidence_part(args.questions)
     if "sqa" in parts:
-        result["sqa"] = sqa_part(args.limit, args.judge_path)
+        result["sqa"] = sqa_part(args.limit, args.judge_path, args.verdict_judge)
     result["machine"]["load_avg_at_end"] = os.getloadavg()
     print_tables(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "cli.commands.router_cmd",
     "cli.commands.serve_cmd",
     "cli.commands.sqa_cmd",
+    "cli.commands.import_cmd",
 )
 for _module in COMMAND_MODULES:
     try:

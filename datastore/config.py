@@ -57,13 +57,33 @@ class DatastoreConfig(StrictModel):
         description="Datastore directory used by search, ask, serve and worker.",
     )
     index: IndexKind = Field("auto", description="Vector index kind; auto picks by passage count.")
-    shard_size: int = Field(50_000, ge=1, description="Passages per shard.")
+    part_papers: int = Field(
+        10_000, ge=1, description="Papers (source records) per part: the unit of build work and of resumption."
+    )
+    compress_text: bool = Field(
+        True, description="Store passage text zlib-compressed in passages.sqlite (about 2x less disk for prose)."
+    )
+    shard_size: int = Field(
+        50_000, ge=1, description="Format 1 setting, kept so that old config files load; format 2 sizes parts by part_papers."
+    )
     batch_size: int = Field(64, ge=1, description="Passages embedded per batch while building.")
     auto_flat_max: int = Field(
-        200_000, ge=0, description="With index=auto, shards up to this many passages use flat (exact)."
+        200_000, ge=0, description="With index=auto, datastores up to this many passages use flat (exact)."
     )
     auto_hnsw_max: int = Field(
-        2_000_000, ge=0, description="With index=auto, larger shards up to this use HNSW, beyond it IVF-PQ."
+        2_000_000, ge=0, description="With index=auto, larger datastores up to this use HNSW, beyond it IVF-PQ."
+    )
+    max_index_ram_gb: float = Field(
+        16.0,
+        gt=0,
+        description="RAM an index may hold resident. index=auto never picks flat or HNSW (full-precision "
+        "vectors in RAM) beyond it, whatever the passage count; a fourth of a 64 GB node by default.",
+    )
+    build_memory_mb: int = Field(
+        2048,
+        ge=64,
+        description="RAM bound while building the index: IVF-PQ training sample plus buffered codes "
+        "before they are flushed to disk. Independent of the corpus size.",
     )
     strict: bool = Field(False, description="Fail a build on the first malformed source record.")
     verify: Literal["fast", "full"] = Field(

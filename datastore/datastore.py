@@ -1,72 +1,56 @@
-"""A datastore directory opened for search: verified on open, fans out over shards, merges exactly."""
+"""A datastore opened for search (format 2): checked on open, one global index, tombstones excluded.
+
+Opening reads the manifest, stats every file it names (re-hashing only files whose size or mtime
+changed, see `datastore.integrity`), maps each part's vectors and the tombstone map, and loads the
+one index. Search asks the index for k results with the tombstones excluded inside FAISS, so
+deleted passages never take a slot. SQLite and FAISS read errors surface as DatastoreCorrupted.
+"""
 
 from __future__ import annotations
 
-import bisect
-import json
-from collections.abc import Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import ValidationError
 
+from datastore import global_index, journal
 from datastore.config import DatastoreConfig
-from datastore.errors import (
-    DatastoreCorrupted,
-    DatastoreIncomplete,
-    DatastoreNotFound,
-    EncoderMismatch,
-)
-from datastore.manifest import FORMAT_VERSION, MANIFEST, Manifest
+from datastore.errors import DatastoreCorrupted, DatastoreError, EncoderMismatch
+from datastore.finalize import part_vectors
+from datastore.index.base import Exclusion
+from datastore.integrity import check_files, fix_hint
+from datastore.manifest import INDEX_DIR, Manifest, PartInfo, read_manifest
 from datastore.models import Passage
-from datastore.shard import Shard
+from datastore.part_vectors import PartVectors
+from datastore.parts import VECTORS, parts_dir, read_npy_shape
+from datastore.passage_store import FILE as PASSAGES
+from datastore.passage_store import PassageStore
+from datastore.tombstones import open_tombstones
 
-DELETED = "deleted.json"
+T = TypeVar("T")
 
-
-def read_manifest(root: Path) -> Manifest:
-    path = root / MANIFEST
-    if not root.exists():
-        raise DatastoreNotFound(
-            f"no datastore at {root}",
-            hint="build one with `openscholar datastore build SOURCE... --out DIR` or set datastore.path "
-            "(OPENSCHOLAR_DATASTORE__PATH)",
-        )
-    if not path.is_file():
-        raise DatastoreNotFound(
-            f"{root} is not a datastore (no {MANIFEST})",
-            hint="build one with `openscholar datastore build SOURCE... --out DIR`",
-        )
-    try:
-        return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, ValueError) as exc:
-        raise DatastoreCorrupted(
-            f"the manifest of {root} is unreadable ({str(exc).splitlines()[0]})",
-            hint="rebuild the datastore; a manifest is never edited by hand",
-        ) from exc
-
-
-def read_deleted(root: Path) -> dict[str, list[int]]:
-    path = root / DELETED
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatastoreCorrupted(f"{path} is unreadable", hint="restore it or rerun the delete") from exc
-    return {str(k): [int(i) for i in v] for k, v in data.get("papers", {}).items()}
+__all__ = ["Datastore", "read_manifest"]
 
 
 class Datastore:
     """Read side of a datastore. Thread-safe for search and passage lookup."""
 
-    def __init__(self, root: Path, manifest: Manifest, shards: list[Shard], deleted: dict[str, list[int]]) -> None:
+    def __init__(self, root: Path, manifest: Manifest, index: Any, vectors: PartVectors, tombstones: np.ndarray) -> None:
         self.root = root
         self.manifest = manifest
-        self.shards = shards
-        self._starts = [s.start for s in shards]
-        self.deleted_papers = set(deleted)
-        self._deleted = np.array(sorted({i for ids in deleted.values() for i in ids}), dtype=np.int64)
+        self.parts: list[PartInfo] = list(manifest.parts)
+        self.index = index
+        self._vectors = vectors
+        self.tombstones = tombstones
+        # built once per open (O(n/8)); searches then exclude tombstones inside FAISS
+        self._exclusion = Exclusion(tombstones) if manifest.deleted else None
+        self._starts = np.asarray([p.start for p in self.parts], dtype=np.int64)
+        self._stores = [
+            PassageStore(parts_dir(root) / p.name / PASSAGES, readonly=True, offset=p.start) for p in self.parts
+        ]
 
     @classmethod
     def open(
@@ -78,20 +62,13 @@ class Datastore:
         config: DatastoreConfig | None = None,
         verify: str | None = None,
     ) -> Datastore:
-        """Open and verify ``root``; ``encoder_id``/``dim`` are the query encoder's, checked against the build."""
+        """Open and check ``root``; ``encoder_id``/``dim`` are the query encoder's, checked against the build.
+
+        ``verify``: ``fast`` (default) re-hashes only files whose stamp changed, ``full`` every file.
+        """
         root = Path(root).expanduser()
         config = config or DatastoreConfig()
-        manifest = read_manifest(root)
-        if manifest.format_version != FORMAT_VERSION:
-            raise DatastoreCorrupted(
-                f"{root} has format version {manifest.format_version}, this release reads {FORMAT_VERSION}",
-                hint="rebuild the datastore with this release",
-            )
-        if not manifest.complete:
-            raise DatastoreIncomplete(
-                f"the build of {root} did not finish ({len(manifest.shards)} shards done)",
-                hint=f"resume it by running the same `openscholar datastore build ... --out {root}` again",
-            )
+        manifest = read_manifest(root, require_complete=True)
         enc = manifest.encoder
         if (encoder_id is not None and encoder_id != enc.id) or (dim is not None and dim != enc.dim):
             raise EncoderMismatch(
@@ -99,15 +76,47 @@ class Datastore:
                 f"is {encoder_id} (dim {dim})",
                 hint="rebuild the datastore with this encoder or set embedder.model to the one it was built with",
             )
-        # Shards of an unfinished `datastore add` are not served until that add is rerun to the end.
-        shards = [
-            Shard(root, info, enc.dim, config, verify or config.verify)
-            for info in manifest.shards
-            if manifest.batches[info.batch].complete
-        ]
-        if [s.start for s in shards] != sorted(s.start for s in shards):
-            raise DatastoreCorrupted(f"shards of {root} are out of order", hint="rebuild the datastore")
-        return cls(root, manifest, shards, read_deleted(root))
+        mode = verify or config.verify
+        try:
+            check_files(root, manifest, "full" if mode == "full" else "fast")
+        except DatastoreCorrupted as exc:
+            if journal.pending(root) is None:
+                raise
+            raise DatastoreError(
+                f"{root} is being changed by an add or delete ({exc.message})",
+                hint="retry when it finishes; if no process is writing it, rerun that add or delete (or any "
+                "`datastore delete`/`add`) to finish or undo it",
+                retryable=True,
+            ) from exc
+        for p in manifest.parts:
+            rel = f"parts/{p.name}/{VECTORS}"
+            shape = read_npy_shape(root / rel) if p.count else (0, enc.dim)
+            if tuple(shape) != (p.count, enc.dim):
+                raise DatastoreCorrupted(
+                    f"{rel} of {root} has shape {tuple(shape)}, the manifest says ({p.count}, {enc.dim})",
+                    hint=fix_hint(root, rel),
+                )
+        try:
+            vectors = part_vectors(root, manifest.parts, enc.dim)
+        except (ValueError, OSError) as exc:
+            raise DatastoreCorrupted(f"a vectors file of {root} is unreadable ({exc})", hint=fix_hint(root, "parts/")) from exc
+        if manifest.index is None:
+            raise DatastoreCorrupted(f"the manifest of {root} names no index", hint=fix_hint(root, INDEX_DIR))
+        try:
+            index = global_index.load(root / INDEX_DIR, enc.dim, config, vectors)
+        except RuntimeError as exc:  # FAISS read errors
+            raise DatastoreCorrupted(
+                f"the {manifest.index.kind} index of {root} is unreadable ({str(exc).splitlines()[0][:200]})",
+                hint=fix_hint(root, INDEX_DIR + "/"),
+            ) from exc
+        if index.kind != manifest.index.kind or int(index.ntotal) != manifest.index.ntotal:
+            raise DatastoreCorrupted(
+                f"the index of {root} is {index.kind} with {index.ntotal} vectors, the manifest says "
+                f"{manifest.index.kind} with {manifest.index.ntotal}",
+                hint=fix_hint(root, INDEX_DIR + "/"),
+            )
+        tombstones = open_tombstones(root, manifest.passages)
+        return cls(root, manifest, index, vectors, tombstones)
 
     # -- facts ----------------------------------------------------------------------------------
     @property
@@ -118,81 +127,101 @@ class Datastore:
     def encoder_id(self) -> str:
         return self.manifest.encoder.id
 
+    @property
+    def next_id(self) -> int:
+        """The global id the next added part starts at."""
+        return self.manifest.next_id
+
     def __len__(self) -> int:
-        """Live passages (deleted ones excluded)."""
-        return self.manifest.passages - len(self._deleted)
+        """Live passages (deleted and duplicate ones excluded), from the manifest."""
+        return self.manifest.live
 
     def memory_bytes(self) -> int:
-        return sum(s.memory_bytes() for s in self.shards)
+        """Bytes the index holds in RAM (memory-mapped vectors and tombstones excluded)."""
+        return int(self.index.memory_bytes())
 
-    def is_deleted(self, ids: np.ndarray) -> np.ndarray:
-        return np.isin(ids, self._deleted) if len(self._deleted) else np.zeros(np.shape(ids), dtype=bool)
+    def is_deleted(self, ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """True for tombstoned ids (and for ids that do not exist)."""
+        arr = np.asarray(ids, dtype=np.int64)
+        out = np.ones(arr.shape, dtype=bool)
+        ok = (arr >= 0) & (arr < self.manifest.passages)
+        out[ok] = np.asarray(self.tombstones[arr[ok]]) != 0
+        return out
+
+    def deleted_ids(self) -> np.ndarray:
+        """Every tombstoned id (deleted or duplicate), sorted (one vectorized pass over the map)."""
+        return np.flatnonzero(np.asarray(self.tombstones)).astype(np.int64)
 
     # -- search ---------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k over all shards: (scores, global ids), (nq, k), best first, padded with -inf / -1.
-
-        Each shard returns its own top ``k + deleted`` so that the merge is exact after tombstones
-        are dropped.
-        """
+        """Top-k live passages: (scores, global ids), (nq, k), best first, padded with -inf / -1."""
         q = np.atleast_2d(np.asarray(queries, dtype=np.float32))
-        per_shard = k + len(self._deleted)
-        parts = [s.search(q, per_shard) for s in self.shards if s.count]
-        out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
-        out_i = np.full((len(q), k), -1, dtype=np.int64)
-        if not parts or k <= 0:
-            return out_s, out_i
-        scores = np.concatenate([p[0] for p in parts], axis=1)
-        ids = np.concatenate([p[1] for p in parts], axis=1)
-        scores[(ids < 0) | self.is_deleted(ids)] = -np.inf
-        for row in range(len(q)):
-            order = np.argsort(-scores[row], kind="stable")[:k]
-            keep = order[np.isfinite(scores[row][order])]
-            out_s[row, : len(keep)] = scores[row][keep]
-            out_i[row, : len(keep)] = ids[row][keep]
-        return out_s, out_i
+        if k <= 0 or self.manifest.passages == 0:
+            return np.full((len(q), max(k, 0)), -np.inf, np.float32), np.full((len(q), max(k, 0)), -1, np.int64)
+        scores, ids = self.index.search(q, k, exclude=self._exclusion)
+        return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
 
     # -- passages -------------------------------------------------------------------------------
-    def _shard_of(self, pid: int) -> Shard | None:
-        i = bisect.bisect_right(self._starts, pid) - 1
-        if i < 0:
-            return None
-        shard = self.shards[i]
-        return shard if pid < shard.start + shard.count else None
+    def _part_of(self, gid: int) -> int:
+        i = int(np.searchsorted(self._starts, gid, side="right")) - 1
+        return i if i >= 0 and gid < self.parts[i].start + self.parts[i].count else -1
+
+    def _sql(self, part: int, fn: Callable[[PassageStore], T]) -> T:
+        try:
+            return fn(self._stores[part])
+        except sqlite3.DatabaseError as exc:
+            rel = f"parts/{self.parts[part].name}/{PASSAGES}"
+            raise DatastoreCorrupted(f"{rel} of {self.root} is unreadable ({exc})", hint=fix_hint(self.root, rel)) from exc
 
     def get(self, ids: Sequence[int]) -> list[Passage]:
         """Passages for ``ids`` in that order; unknown or deleted ids are left out."""
-        by_shard: dict[int, list[int]] = {}
-        for pid in ids:
-            shard = self._shard_of(int(pid))
-            if shard is not None:
-                by_shard.setdefault(shard.start, []).append(int(pid))
+        want = [int(i) for i in ids]
+        if not want:
+            return []
+        dead = self.is_deleted(np.asarray(want, dtype=np.int64))
+        by_part: dict[int, list[int]] = {}
+        for gid, gone in zip(want, dead.tolist(), strict=True):
+            if not gone:
+                part = self._part_of(gid)
+                by_part.setdefault(part, []).append(gid - self.parts[part].start)
         found: dict[int, Passage] = {}
-        for start, pids in by_shard.items():
-            found.update(self.shards[self._starts.index(start)].store.get(pids))
-        dead = set(self._deleted.tolist())
-        return [found[int(i)] for i in ids if int(i) in found and int(i) not in dead]
+        for part, local in by_part.items():
+            found.update(self._sql(part, partial(PassageStore.get, local_ids=local)))
+        return [found[i] for i in want if i in found]
 
     def passage_ids_of_papers(self, paper_ids: Sequence[str]) -> list[int]:
-        return [pid for s in self.shards for pid in s.store.ids_of_papers(list(paper_ids))]
+        """Live passage ids of ``paper_ids``, ascending."""
+        wanted = list(paper_ids)
 
-    def iter_passages(self) -> Iterator[Passage]:
-        """Every live passage in id order (for building sparse indexes), streamed."""
-        dead = set(self._deleted.tolist())
-        for shard in self.shards:
-            for p in shard.store.iter_passages():
-                if p.passage_id not in dead:
-                    yield p
+        def lookup(store: PassageStore) -> list[int]:
+            return store.ids_of_papers(wanted)
+
+        ids = [i for n in range(len(self.parts)) for i in self._sql(n, lookup)]
+        if not ids:
+            return []
+        arr = np.asarray(sorted(ids), dtype=np.int64)
+        return arr[~self.is_deleted(arr)].tolist()
+
+    def iter_passages(self, start: int = 0, stop: int | None = None) -> Iterator[Passage]:
+        """Live passages with ids in [start, stop), in id order, streamed part by part."""
+        stop = self.manifest.passages if stop is None else min(stop, self.manifest.passages)
+        for n, p in enumerate(self.parts):
+            lo, hi = max(start, p.start), min(stop, p.start + p.count)
+            if lo >= hi:
+                continue
+            dead = np.asarray(self.tombstones[lo:hi]) != 0
+            try:
+                for passage in self._stores[n].iter_passages(lo - p.start, hi - p.start):
+                    if not dead[passage.passage_id - lo]:
+                        yield passage
+            except sqlite3.DatabaseError as exc:
+                rel = f"parts/{p.name}/{PASSAGES}"
+                raise DatastoreCorrupted(f"{rel} of {self.root} is unreadable ({exc})", hint=fix_hint(self.root, rel)) from exc
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """Stored passage vectors (float32) for ``ids``."""
-        out = np.zeros((len(ids), self.dim), dtype=np.float32)
-        for row, pid in enumerate(ids):
-            shard = self._shard_of(int(pid))
-            if shard is not None:
-                out[row] = shard.vectors[int(pid) - shard.start]
-        return out
+        """Stored passage vectors (float32) for ``ids``; zeros for unknown ids."""
+        return np.asarray(self._vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
 
     def close(self) -> None:
-        for s in self.shards:
+        for s in self._stores:
             s.close()

@@ -75,13 +75,31 @@ def _authors(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _iter_json_lines(path: Path, stats: SourceStats, strict: bool) -> Iterator[tuple[int, dict[str, Any]]]:
+@dataclass(frozen=True)
+class ByteRange:
+    """The lines of a file that start in bytes [start, stop); ``first_line`` numbers the first one."""
+
+    start: int = 0
+    stop: int | None = None
+    first_line: int = 1
+
+
+def _iter_json_lines(
+    path: Path, stats: SourceStats, strict: bool, span: ByteRange | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    span = span or ByteRange()
     try:
-        handle = path.open("r", encoding="utf-8", errors="replace")
+        handle = path.open("rb")
     except OSError as exc:
         raise SourceError(f"cannot read {path}: {exc.strerror}", hint="check the path") from exc
     with handle:
-        for lineno, line in enumerate(handle, start=1):
+        handle.seek(span.start)
+        pos = span.start
+        for lineno, raw in enumerate(handle, start=span.first_line):
+            if span.stop is not None and pos >= span.stop:
+                return
+            pos += len(raw)
+            line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             try:
@@ -98,20 +116,21 @@ def _iter_json_lines(path: Path, stats: SourceStats, strict: bool) -> Iterator[t
 class JsonlSource:
     """peS2o-style JSONL: id, title, text or abstract, year, venue, authors, url, citation count."""
 
-    def __init__(self, path: Path, *, strict: bool = False) -> None:
+    def __init__(self, path: Path, *, strict: bool = False, span: ByteRange | None = None) -> None:
         self.path = Path(path)
         self.strict = strict
+        self.span = span
         self.stats = SourceStats(str(self.path))
 
     def __iter__(self) -> Iterator[Paper]:
-        for lineno, r in _iter_json_lines(self.path, self.stats, self.strict):
+        for lineno, r in _iter_json_lines(self.path, self.stats, self.strict, self.span):
             pid = r.get("id", r.get("paper_id", r.get("corpusid", r.get("_id"))))
             text = r.get("text") or r.get("abstract") or ""
             title = r.get("title") or ""
             if pid is None or not isinstance(text, str) or not isinstance(title, str) or not (text or title).strip():
                 self.stats.skip(lineno, self.strict, "needs an id and a title or text")
                 continue
-            meta = r.get("metadata") if isinstance(r.get("metadata"), dict) else {}
+            meta: dict[str, Any] = r["metadata"] if isinstance(r.get("metadata"), dict) else {}
             self.stats.papers += 1
             yield Paper(
                 paper_id=str(pid),
@@ -131,20 +150,25 @@ class JsonlSource:
 class BeirSource:
     """A BEIR directory: ``corpus.jsonl`` with ``_id``, ``title``, ``text``; doc ids are kept."""
 
-    def __init__(self, directory: Path, *, strict: bool = False) -> None:
+    def __init__(self, directory: Path, *, strict: bool = False, span: ByteRange | None = None) -> None:
         self.directory = Path(directory)
-        corpus = self.directory / "corpus.jsonl"
-        if not corpus.is_file():
-            raise SourceError(
-                f"{self.directory} is not a BEIR directory (no corpus.jsonl)",
-                hint="point to the dataset folder that holds corpus.jsonl, queries.jsonl and qrels/",
-            )
-        self.inner = JsonlSource(corpus, strict=strict)
+        corpus = beir_corpus(self.directory)
+        self.inner = JsonlSource(corpus, strict=strict, span=span)
         self.stats = self.inner.stats
 
     def __iter__(self) -> Iterator[Paper]:
         for paper in self.inner:
             yield Paper(**{**_paper_fields(paper), "source": "beir"})
+
+
+def beir_corpus(directory: Path) -> Path:
+    corpus = Path(directory) / "corpus.jsonl"
+    if not corpus.is_file():
+        raise SourceError(
+            f"{directory} is not a BEIR directory (no corpus.jsonl)",
+            hint="point to the dataset folder that holds corpus.jsonl, queries.jsonl and qrels/",
+        )
+    return corpus
 
 
 def _paper_fields(paper: Paper) -> dict[str, Any]:
@@ -218,12 +242,33 @@ class ScholarQABenchSource:
                 )
 
 
-def open_source(spec: str, *, strict: bool = False) -> Source:
+def open_source(spec: str, *, strict: bool = False, span: ByteRange | None = None) -> Source:
     """A source from a command-line spec: ``beir:DIR``, ``jsonl:FILE``, ``scholarqabench:PATH`` or a path.
 
     An untyped directory with corpus.jsonl is BEIR; a file whose records carry contexts is
-    ScholarQABench; any other file is peS2o-style JSONL.
+    ScholarQABench; any other file is peS2o-style JSONL. ``span`` reads only a byte range of a
+    line-oriented source (BEIR, JSONL): one part of a build.
     """
+    kind, path = resolve_spec(spec)
+    if kind == "beir":
+        return BeirSource(path, strict=strict, span=span)
+    if kind == "scholarqabench":
+        if path.is_dir():
+            raise SourceError(f"{path} is a directory", hint="pass ScholarQABench files one by one")
+        return ScholarQABenchSource(path, strict=strict)
+    return JsonlSource(path, strict=strict, span=span)
+
+
+def line_file(spec: str) -> Path | None:
+    """The JSONL file of a source that can be split into byte ranges (BEIR, JSONL), else None."""
+    kind, path = resolve_spec(spec)
+    if kind == "beir":
+        return beir_corpus(path)
+    return path if kind == "jsonl" else None
+
+
+def resolve_spec(spec: str) -> tuple[str, Path]:
+    """(kind, path) of a source spec; kind is beir, jsonl or scholarqabench."""
     kind, _, rest = spec.partition(":")
     if rest and kind in ("beir", "jsonl", "scholarqabench", "pes2o"):
         path = Path(rest).expanduser()
@@ -236,13 +281,7 @@ def open_source(spec: str, *, strict: bool = False) -> Source:
             kind = "beir"
         else:
             kind = "scholarqabench" if _looks_like_scholarqabench(path) else "jsonl"
-    if kind == "beir":
-        return BeirSource(path, strict=strict)
-    if kind == "scholarqabench":
-        if path.is_dir():
-            raise SourceError(f"{path} is a directory", hint="pass ScholarQABench files one by one")
-        return ScholarQABenchSource(path, strict=strict)
-    return JsonlSource(path, strict=strict)
+    return ("jsonl" if kind == "pes2o" else kind), path
 
 
 def _looks_like_scholarqabench(path: Path) -> bool:

@@ -24,7 +24,7 @@ ATTRSCORE_PROMPT = (
     "extrapolatory error means that you cannot infer the correctness of the answer based on the information "
     "provided in the context. \n\nClaim: {claim}\n Reference: {output}"
 )
-PROJECT_JUDGES = ("trained", "nli", "llm", "lexical")
+PROJECT_JUDGES = ("stacked", "trained", "nli", "llm", "lexical")
 
 
 class JudgeError(ScholarError):

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-JudgeName = Literal["trained", "nli", "llm", "lexical"]
+JudgeName = Literal["stacked", "trained", "nli", "llm", "lexical"]
 JudgeRelation = Literal["supports", "contradicts", "neither"]
 
 from datastore.strict import StrictModel
@@ -156,6 +156,11 @@ class EvidenceConfig(StrictModel):
     section_similarity: float = Field(
         0.45, ge=-1, le=1, description="Cosine a quote needs to a theme's quotes to join its section."
     )
+    max_scored: int | None = Field(
+        24, ge=1, description="Sentences the cross-encoder reads per question at most: those sharing most of the "
+        "question's content words (its cost is linear in them; on the bench questions 24 picked the same quotes as "
+        "all, ~2x faster, docs/dev-notes/judge2.md); None: every sentence of the passages in play."
+    )
 
 
 class ServiceConfig(StrictModel):
@@ -232,6 +237,21 @@ class ServiceConfig(StrictModel):
         10.0, gt=0, description="How long `serve`'s embedded worker may take to stop (finish its job) before it is killed."
     )
     queue: str = Field("openscholar", description="Celery queue the API sends jobs to and workers take them from.")
+    build_queue: str = Field(
+        "openscholar-build",
+        description="Celery queue of datastore build parts (`datastore build --workers celery`; workers take it "
+        "with `openscholar worker --queues build`).",
+    )
+    build_heartbeat_s: float = Field(
+        5.0, gt=0, description="How often a worker building a part reports its progress (passages embedded)."
+    )
+    build_stall_s: float = Field(
+        120.0, gt=0, description="A part whose worker reported no progress for this long is taken to be lost "
+        "(worker killed) and is sent again; a part is only ever built by one live worker at a time."
+    )
+    build_part_time_limit_s: float = Field(
+        86_400.0, gt=0, description="A worker process building one part is stopped after this (the part is retried)."
+    )
 
 
 class EvalConfig(StrictModel):

@@ -114,14 +114,38 @@ def _similarity(texts: Sequence[str], embedder: TextEmbedder | None) -> np.ndarr
     return sim
 
 
+def shortlist(question: str, cands: Sequence[Candidate], n: int | None) -> list[int]:
+    """Indices of the ``n`` candidates sharing most of the question's content words (ties: passage
+    order, i.e. retrieval rank), in their original order; all when ``n`` is None or not smaller.
+    The cross-encoder then reads only these: its cost is linear in the sentences it reads, and the
+    calibrated quote score weighs this same overlap heavily (`openscholar.quote_scorer`)."""
+    if n is None or len(cands) <= n:
+        return list(range(len(cands)))
+    asked = content_words(question)
+    share = [len(asked & content_words(c.quote)) / len(asked) if asked else 0.0 for c in cands]
+    return sorted(sorted(range(len(cands)), key=lambda i: (-share[i], i))[:n])
+
+
+def score_by_length(scorer: QuoteScorer, question: str, texts: Sequence[str]) -> np.ndarray:
+    """``scorer.score`` over ``texts`` fed shortest first (batches pad to their longest text), in input order."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    scored = np.asarray(scorer.score(question, [texts[i] for i in order]), dtype=np.float64)
+    out = np.empty(len(texts), dtype=np.float64)
+    out[order] = scored
+    return out
+
+
 def select_evidence(question: str, refs: Sequence[Reference], scorer: QuoteScorer, *, k: int = 8,
                     per_paper: int = 2, lam: float = 0.7, min_score: float | None = None,
-                    embedder: TextEmbedder | None = None, section_similarity: float = 0.45) -> tuple[list[Evidence], list[Section]]:
-    """The quotes for ``question`` and their themed sections (see the module doc)."""
+                    embedder: TextEmbedder | None = None, section_similarity: float = 0.45,
+                    max_scored: int | None = None) -> tuple[list[Evidence], list[Section]]:
+    """The quotes for ``question`` and their themed sections (see the module doc); the cross-encoder
+    reads at most ``max_scored`` sentences (`shortlist`; None: every one)."""
     cands = candidates(refs)
+    cands = [cands[i] for i in shortlist(question, cands, max_scored)]
     if not cands:
         return [], []
-    logits = np.asarray(scorer.score(question, [c.quote for c in cands]), dtype=np.float64)
+    logits = score_by_length(scorer, question, [c.quote for c in cands])
     keep = [i for i in range(len(cands)) if min_score is None or _sigmoid(float(logits[i])) >= min_score]
     if not keep:
         return [], []
@@ -187,7 +211,7 @@ def papers_of(evidence: Sequence[Evidence], references: dict[int, Reference]) ->
 
 
 __all__ = ["Candidate", "QuoteScorer", "TextEmbedder", "candidates", "mmr_select", "paper_key", "papers_of",
-           "quote_fidelity", "select_evidence", "themed_sections"]
+           "quote_fidelity", "score_by_length", "select_evidence", "shortlist", "themed_sections"]
 
 
 

@@ -41,11 +41,12 @@ def resolve_mode(mode: str, model: str, capable: Sequence[str]) -> str:
 def evidence_answer(question: str, task: str, refs: Sequence[Reference], *, scorer: QuoteScorer,
                     judge: SupportJudge | None, embedder: TextEmbedder | None = None, quotes: int = 8,
                     per_paper: int = 2, mmr_lambda: float = 0.7, min_score: float | None = None,
-                    section_similarity: float = 0.45, threshold: float = 0.5) -> EvidenceResult:
+                    section_similarity: float = 0.45, threshold: float = 0.5,
+                    max_scored: int | None = None) -> EvidenceResult:
     """Quotes for ``question`` from ``refs``; a verdict for ``task`` claim / yes_no when a judge is given."""
     evidence, sections = select_evidence(question, refs, scorer, k=quotes, per_paper=per_paper, lam=mmr_lambda,
                                          min_score=min_score, embedder=embedder,
-                                         section_similarity=section_similarity)
+                                         section_similarity=section_similarity, max_scored=max_scored)
     by_id = {r.id: r for r in refs}
     verdict = None
     # A long-form question that is a yes/no question ("Does X improve Y?") gets the verdict too.

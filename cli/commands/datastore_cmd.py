@@ -1,4 +1,4 @@
-"""`openscholar datastore build|info|add|delete`."""
+"""`openscholar datastore build|add|delete|info|verify`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,15 @@ from typing import Any
 
 import typer
 
+from cli.build_workers import make_builder, parts_for, report_workers
 from cli.common import err, out, print_json, settings
-from datastore.builder import BuildReport, DatastoreBuilder, delete_papers
-from datastore.datastore import Datastore, read_manifest
+from datastore.builder import BuildReport, tombstone_papers
 from datastore.errors import ScholarError
-from openscholar.components import build_embedder, default_sources
+from datastore.integrity import check_files, scrub
+from datastore.manifest import read_manifest
+from openscholar.components import default_sources
 
-app = typer.Typer(help="Build, inspect, extend and prune datastores.", no_args_is_help=True)
+app = typer.Typer(help="Build, inspect, extend, prune and verify datastores.", no_args_is_help=True)
 
 
 def _report(report: BuildReport, seconds: float) -> None:
@@ -23,10 +25,11 @@ def _report(report: BuildReport, seconds: float) -> None:
         if src.malformed:
             line += f", {src.malformed} malformed records skipped (first at lines {src.malformed_lines})"
         err.print(line, highlight=False)
+    m = report.manifest
     err.print(
-        f"{report.root}: {report.passages_added} passages added in {report.shards_written} new shards "
-        f"({report.shards_reused} kept from an earlier run), {report.duplicates} duplicate passages stored once, "
-        f"{seconds:.1f}s",
+        f"{report.root}: {report.passages_added} passages in {report.parts_written} new parts "
+        f"({report.parts_reused} kept from an earlier run); datastore: {m.passages if m else '?'} passages, "
+        f"{report.duplicates} duplicates stored once, index {m.index.kind if m and m.index else '?'}; {seconds:.1f}s",
         highlight=False,
     )
 
@@ -38,7 +41,13 @@ def build(
     out_dir: Path = typer.Option(None, "--out", help="Datastore directory (default: datastore.path)."),
     encoder: str = typer.Option(None, "--encoder", help="Embedder model id or path (default: embedder.model)."),
     index: str = typer.Option(None, "--index", help="auto | flat | ivfpq | hnsw (default: datastore.index)."),
-    shard_size: int = typer.Option(None, "--shard-size", min=1, help="Passages per shard."),
+    part_papers: int = typer.Option(None, "--part-papers", min=1, help="Papers per part (unit of work and resumption)."),
+    parts: int = typer.Option(None, "--parts", min=1, help="Cut the sources into about this many parts (instead of --part-papers)."),
+    workers: str = typer.Option(
+        "local", "--workers",
+        help="local: embed in this process; celery: Celery workers (`openscholar worker --queues build`, broker "
+        "service.broker_url) build the parts on storage they share with this process, which then finalizes.",
+    ),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed record."),
     default: bool = typer.Option(False, "--default", help="Build the default corpus (SciFact + ScholarQABench contexts)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
@@ -52,19 +61,23 @@ def build(
         if index not in ("auto", "flat", "ivfpq", "hnsw"):
             raise typer.BadParameter(f"unknown index {index!r}: use auto, flat, ivfpq or hnsw", param_hint="--index")
         ds_cfg.index = index  # type: ignore[assignment]
-    if shard_size:
-        ds_cfg.shard_size = shard_size
+    if part_papers:
+        ds_cfg.part_papers = part_papers
     ds_cfg.strict = strict or ds_cfg.strict
     specs = list(sources or [])
     if default:
         specs += default_sources(s)
     if not specs:
         raise typer.BadParameter("name at least one SOURCE, or pass --default", param_hint="SOURCE")
-    root = out_dir or s.datastore_path
+    if parts:
+        ds_cfg.part_papers = parts_for(specs, ds_cfg, parts)
+    root = (out_dir or s.datastore_path).expanduser()
     t0 = time.perf_counter()
-    report = DatastoreBuilder(build_embedder(s), ds_cfg, progress=progress).build(specs, root)
+    builder = make_builder(s, ds_cfg, workers, progress=progress)
+    report = builder.build(specs, root)
     _report(report, time.perf_counter() - t0)
-    _after_change(ctx, root)
+    report_workers(builder, report)
+    _after_change(ctx, root, added=report.added)
 
 
 @app.command("add")
@@ -74,18 +87,22 @@ def add(
     sources: list[str] = typer.Argument(..., help="Sources to add."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first malformed record."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    workers: str = typer.Option("local", "--workers", help="local, or celery (as for `datastore build`)."),
 ) -> None:
-    """Add papers as new shards, without rebuilding (identical passages are skipped)."""
+    """Add papers as new parts without rebuilding: new passages are deduplicated against the hash index
+    and added to the index without retraining."""
     s = settings(ctx)
-    manifest = read_manifest(root.expanduser())
+    root = root.expanduser()
+    manifest = read_manifest(root, require_complete=True)
     s.embedder.model = manifest.encoder.id
     ds_cfg = s.datastore.model_copy(deep=True)
     ds_cfg.strict = strict or ds_cfg.strict
-    ds_cfg.shard_size = manifest.shard_size
     t0 = time.perf_counter()
-    report = DatastoreBuilder(build_embedder(s), ds_cfg, progress=progress).add(root, sources)
+    builder = make_builder(s, ds_cfg, workers, progress=progress)
+    report = builder.add(root, sources)
     _report(report, time.perf_counter() - t0)
-    _after_change(ctx, root)
+    report_workers(builder, report)
+    _after_change(ctx, root, added=report.added)
 
 
 @app.command("delete")
@@ -94,24 +111,36 @@ def delete(
     root: Path = typer.Argument(..., help="Datastore directory."),
     paper_ids: list[str] = typer.Option(..., "--paper-id", help="Paper id to delete (repeatable)."),
 ) -> None:
-    """Delete papers (e.g. retractions): their passages are never returned again."""
-    counts = delete_papers(root, paper_ids)
+    """Delete papers (e.g. retractions): their passages are tombstoned and never returned again."""
+    root = root.expanduser()
+    counts, ids = tombstone_papers(root, paper_ids)
     for pid, n in counts.items():
         err.print(f"deleted paper {pid}: {n} passages", highlight=False)
-    _after_change(ctx, root)
+    _after_change(ctx, root, deleted=ids)
 
 
-def _after_change(ctx: typer.Context, root: Path) -> None:
-    """Keep derived indexes (sparse, ...) in step with the passages."""
+def _after_change(
+    ctx: typer.Context, root: Path, *, added: tuple[int, int] | None = None, deleted: list[int] | None = None
+) -> None:
+    """Keep derived indexes (sparse, ...) in step with the passages: only what changed, where supported."""
     from openscholar.indexing import refresh_derived_indexes
 
-    refresh_derived_indexes(settings(ctx), root.expanduser())
+    try:
+        from retriever.sparse.protocol import Change  # type: ignore[attr-defined]
+    except ImportError:  # the sparse layer before incremental updates (ds-sparse)
+        refresh_derived_indexes(settings(ctx), root)
+        return
+    refresh_derived_indexes(settings(ctx), root, Change(added=added, deleted=list(deleted or [])))  # type: ignore[call-arg]
 
 
-def summarize(root: Path, verify: str) -> dict[str, Any]:
-    """Manifest summary plus the outcome of opening with ``verify`` (fast or full)."""
+def summarize(root: Path, verify: str = "fast") -> dict[str, Any]:
+    """What the manifest says (counts, bytes, index, parts), plus a stamp check of every file.
+
+    Reads no passage: ``fast`` stats every file and re-hashes those whose size or mtime changed;
+    ``stat`` only compares sizes and mtimes.
+    """
     manifest = read_manifest(root)
-    disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    files = manifest.all_files()
     summary: dict[str, Any] = {
         "path": str(root),
         "format_version": manifest.format_version,
@@ -119,24 +148,24 @@ def summarize(root: Path, verify: str) -> dict[str, Any]:
         "build_id": manifest.build_id,
         "encoder": manifest.encoder.model_dump(),
         "chunking": manifest.chunking,
-        "index": sorted({s.index for s in manifest.shards}),
-        "shards": len(manifest.shards),
+        "index": manifest.index.model_dump() if manifest.index else None,
+        "parts": len(manifest.parts),
         "passages": manifest.passages,
+        "live_passages": manifest.live,
         "deleted_passages": manifest.deleted_passages,
-        "papers_read": sum(b.papers_read for b in manifest.batches),
-        "duplicates": sum(b.duplicates for b in manifest.batches),
-        "batches": [b.model_dump() for b in manifest.batches],
-        "disk_bytes": disk,
+        "duplicates": manifest.duplicates,
+        "papers": manifest.papers_read,
+        "sources": [s.model_dump() for s in manifest.source_stats],
+        "disk_bytes": sum(st.bytes for st in files.values()),
+        "files": len(files),
         "created_at": manifest.created_at,
         "updated_at": manifest.updated_at,
     }
     try:
-        ds = Datastore.open(root, verify=verify)
-        summary["papers"] = len({p.paper_id for p in ds.iter_passages()})
-        summary["live_passages"] = len(ds)
-        summary["index_memory_bytes"] = ds.memory_bytes()
-        ds.close()
-        summary["verification"] = {"ok": True, "mode": verify}
+        if not manifest.complete:
+            read_manifest(root, require_complete=True)
+        rehashed = check_files(root, manifest, "stat" if verify == "stat" else "fast")
+        summary["verification"] = {"ok": True, "mode": verify, "rehashed": rehashed}
     except ScholarError as exc:
         summary["verification"] = {"ok": False, "mode": verify, **exc.to_dict()}
     return summary
@@ -147,28 +176,57 @@ def info(
     ctx: typer.Context,
     root: Path = typer.Argument(None, help="Datastore directory (default: datastore.path)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    fast: bool = typer.Option(False, "--fast", help="Check sizes and counts only, not checksums."),
+    fast: bool = typer.Option(False, "--fast", help="Compare sizes and mtimes only; never re-hash a file."),
 ) -> None:
-    """Summarize a datastore and verify it fully (checksums, counts, ids); exit 2 if it fails."""
+    """Summarize a datastore from its manifest and check its files' stamps; exit 2 if a check fails.
+
+    Files whose size or mtime changed are re-hashed (unless --fast); `datastore verify` re-hashes all.
+    """
     root = (root or settings(ctx).datastore_path).expanduser()
-    summary = summarize(root, "fast" if fast else "full")
+    summary = summarize(root, "stat" if fast else "fast")
     if as_json:
         print_json(summary)
     else:
         enc = summary["encoder"]
+        idx = summary["index"] or {}
         out.print(f"[bold]{root}[/]  (format {summary['format_version']}, build {summary['build_id']})", highlight=False)
         out.print(f"  encoder   {enc['id']}  dim {enc['dim']}  max_tokens {enc['max_tokens']}", highlight=False)
         out.print(
-            f"  passages  {summary['passages']} in {summary['shards']} shards ({', '.join(summary['index'])}); "
-            f"{summary.get('papers', '?')} papers; {summary['deleted_passages']} deleted; "
-            f"{summary['duplicates']} duplicates skipped",
+            f"  passages  {summary['live_passages']} live of {summary['passages']} in {summary['parts']} parts; "
+            f"{summary['papers']} papers read; {summary['deleted_passages']} deleted; "
+            f"{summary['duplicates']} duplicates",
             highlight=False,
         )
-        out.print(f"  disk      {summary['disk_bytes'] / 1e6:.1f} MB; built {summary['created_at']}", highlight=False)
+        out.print(f"  index     {idx.get('kind', '?')} ({idx.get('ntotal', 0)} vectors)", highlight=False)
+        out.print(f"  disk      {summary['disk_bytes'] / 1e6:.1f} MB in {summary['files']} files; built {summary['created_at']}", highlight=False)
         v = summary["verification"]
         if v["ok"]:
-            out.print(f"  verified  ok ({v['mode']})")
+            out.print(f"  checked   ok (stamps; {len(v['rehashed'])} changed files re-hashed)" if v["mode"] != "stat" else "  checked   ok (sizes and mtimes)")
         else:
-            out.print(f"  [red]verification failed[/]: {v['message']}\n  hint: {v['hint']}", highlight=False)
+            out.print(f"  [red]check failed[/]: {v['message']}\n  hint: {v['hint']}", highlight=False)
     if not summary["verification"]["ok"]:
         raise typer.Exit(2)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    root: Path = typer.Argument(None, help="Datastore directory (default: datastore.path)."),
+    restart: bool = typer.Option(False, "--restart", help="Re-hash every file, ignoring an interrupted scrub's progress."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Re-hash every file against the manifest (bit rot); resumes an interrupted scrub; exit 1 on a mismatch."""
+    root = (root or settings(ctx).datastore_path).expanduser()
+    manifest = read_manifest(root)
+    t0 = time.perf_counter()
+    report = scrub(root, manifest, progress=progress, restart=restart)
+    seconds = time.perf_counter() - t0
+    err.print(
+        f"{root}: {len(report.checked)} files verified ({report.bytes_hashed / 1e6:.1f} MB in {seconds:.1f}s), "
+        f"{len(report.skipped)} already verified by an interrupted scrub, {len(report.bad)} bad",
+        highlight=False,
+    )
+    for rel, why in report.bad:
+        out.print(f"[red]BAD[/] {rel}: {why}", highlight=False)
+    if report.bad:
+        raise typer.Exit(1)

@@ -112,24 +112,39 @@ def worker(
     parent_pid: int = typer.Option(
         None, "--parent-pid", hidden=True, help="Exit with this process (set by `serve` for its embedded worker).",
     ),
+    queues: str = typer.Option(
+        "answer", "--queues", "-Q",
+        help="What to work on, comma-separated: answer (questions, service.queue) and/or build (datastore "
+        "build parts, service.build_queue).",
+    ),
 ) -> None:
-    """Run a Celery worker that answers jobs (the Engine is loaded once per worker process)."""
-    from api.celery_app import broker_url, configure
+    """Run a Celery worker that answers jobs (the Engine is loaded once per worker process) and/or builds
+    datastore parts (`datastore build --workers celery`; the embedder is loaded once per process, on
+    embedder.device)."""
+    from api.celery_app import broker_url, configure, set_roles
 
+    roles = {q.strip() for q in queues.split(",") if q.strip()}
+    if not roles or roles - {"answer", "build"}:
+        raise typer.BadParameter(f"unknown queue(s) {sorted(roles - {'answer', 'build'})}: use answer, build "
+                                 "or answer,build", param_hint="--queues")
     s = settings(ctx)
     if parent_pid is not None:
         _exit_with_parent(parent_pid, s.service.embedded_worker_stop_s)
     app = configure(s)
-    import api.tasks  # noqa: F401 - registers the task
+    set_roles(roles)
+    import api.build_tasks
+    import api.tasks  # noqa: F401
 
     for handler in logging.getLogger().handlers:  # Celery logs through the root handler at --log-level
         handler.setLevel(log_level.upper())
     n = concurrency or s.service.worker_concurrency
     node = name or f"openscholar@%h-{os.getpid()}"
-    err.print(f"worker {node}: broker {_redact(broker_url(s))}, datastore {s.datastore_path}, {n} process(es)")
+    names = [q for role, q in (("answer", s.service.queue), ("build", s.service.build_queue)) if role in roles]
+    what = f"datastore {s.datastore_path}" if "answer" in roles else f"build parts, embedder.device {s.embedder.device}"
+    err.print(f"worker {node}: broker {_redact(broker_url(s))}, queues {','.join(names)}, {what}, {n} process(es)")
     app.worker_main(argv=[
         "worker", f"--concurrency={n}", f"--pool={pool}", f"--hostname={node}", f"--loglevel={log_level}",
-        f"--queues={s.service.queue}", "--without-gossip", "--without-mingle",
+        f"--queues={','.join(names)}", "--without-gossip", "--without-mingle",
     ])
 
 

@@ -69,5 +69,50 @@ def train_judge(
     err.print(json.dumps(h["accuracy_by_source"]), highlight=False)
 
 
+def train_stacked_judge(
+    ctx: typer.Context,
+    out_dir: Path = typer.Option(None, "--out", help="Artifact directory (default: cache_dir/judge-stacked)."),
+    scifact: Path = typer.Option(None, "--scifact", help="BEIR SciFact directory (default: corpus.scifact_dir)."),
+    scholarqabench: Path = typer.Option(None, "--scholarqabench", help="ScholarQABench directory "
+                                        "(default: corpus.scholarqabench_dir)."),
+    trained: Path = typer.Option(None, "--trained", help="The trained judge the stack reads (default: the packaged one)."),
+    cache: Path = typer.Option(None, "--cache", help="An .npz keeping the pair features between runs."),
+    threads: int = typer.Option(1, "--threads", min=1, help="torch CPU threads."),
+    seed: int = typer.Option(13, "--seed", help="Seed of the grouped folds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+) -> None:
+    """Fit the stacked support judge: a logistic combiner over word overlap, the MiniLM bi-encoder cosine,
+    the trained 3-way judge's logits and negation / number / direction mismatch detectors.
+
+    Fit and calibrated (grouped cross-validation) on the train groups only; the held-apart groups are
+    evaluated and recorded in the manifest next to the lexical judge. Set citations.judge 'stacked'.
+    """
+    import torch
+
+    from openscholar.components import scifact_dir
+    from openscholar.judges.train_stacked import train_stacked_judge as fit
+    from openscholar.judges.trained import PACKAGED_JUDGE
+
+    s = settings(ctx)
+    source = scifact.expanduser() if scifact else scifact_dir(s)
+    sqa = scholarqabench.expanduser() if scholarqabench else s.corpus.scholarqabench_dir
+    if sqa is None or not Path(sqa).expanduser().is_dir():
+        raise typer.BadParameter("no ScholarQABench directory: pass --scholarqabench or set corpus.scholarqabench_dir",
+                                 param_hint="--scholarqabench")
+    torch.set_num_threads(threads)
+    target = out_dir.expanduser() if out_dir else s.cache_path / "judge-stacked"
+    manifest = fit(source, Path(sqa).expanduser(), target, trained_path=trained.expanduser() if trained else PACKAGED_JUDGE,
+                   seed=seed, cache=cache.expanduser() if cache else None)
+    if as_json:
+        print_json(manifest)
+        return
+    h = manifest["heldout"]
+    err.print(f"stacked judge written to {target} (support threshold {manifest['calibration']['support_threshold']}, "
+              f"chosen on train folds): held-apart AUC Multi {h['stacked']['multi']['auc']} (lexical "
+              f"{h['lexical']['multi']['auc']}), SciFact {h['stacked']['scifact']['auc']} (lexical "
+              f"{h['lexical']['scifact']['auc']})", highlight=False)
+
+
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     groups["train"].command("judge")(train_judge)
+    groups["train"].command("stacked-judge")(train_stacked_judge)

@@ -17,6 +17,7 @@ from openscholar.llm.protocol import LLM
 JUDGES: Registry[SupportJudge] = Registry(
     "support judge",
     {
+        "stacked": "openscholar.judges.stacked:StackedJudge",
         "trained": "openscholar.judges.trained:TrainedJudge",
         "nli": "openscholar.judges.nli:NLIJudge",
         "llm": "openscholar.judges.llm_judge:LLMJudge",

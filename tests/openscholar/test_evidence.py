@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from openscholar.answer import Reference
-from openscholar.evidence import candidates, mmr_select, quote_fidelity, select_evidence
+from openscholar.evidence import candidates, mmr_select, quote_fidelity, score_by_length, select_evidence, shortlist
 from openscholar.sentences import sentence_spans
 from openscholar.verdict import statement_of
 from tests.conftest import SCIFACT
@@ -76,6 +76,42 @@ def test_select_evidence_quotes_the_relevant_sentences(quote_scorer):
     assert "bone mineral density" in evidence[0].quote and "bone mineral density" in evidence[1].quote
     assert sorted(i for s in sections for i in s.evidence) == list(range(len(evidence)))
     assert all(evidence[i].section == n for n, s in enumerate(sections) for i in s.evidence)
+
+
+def test_shortlist_keeps_the_sentences_sharing_the_question_words():
+    question = "Does vitamin D supplementation improve bone mineral density?"
+    cands = candidates(BONE)
+    kept = shortlist(question, cands, 2)
+    assert len(kept) == 2 and kept == sorted(kept)
+    assert all("bone mineral density" in cands[i].quote for i in kept)
+    assert shortlist(question, cands, None) == shortlist(question, cands, 100) == list(range(len(cands)))
+
+
+class _LengthScorer:
+    """Scores a text by its length and records the order it was fed in."""
+
+    def __init__(self) -> None:
+        self.fed: list[str] = []
+
+    def score(self, query: str, texts):
+        self.fed += list(texts)
+        return np.asarray([float(len(t)) for t in texts])
+
+
+def test_scoring_by_length_returns_input_order():
+    texts = ["a much longer sentence here", "short", "medium text"]
+    scorer = _LengthScorer()
+    assert list(score_by_length(scorer, "q", texts)) == [float(len(t)) for t in texts]
+    assert scorer.fed == ["short", "medium text", "a much longer sentence here"]
+
+
+def test_select_evidence_with_a_shortlist_reads_fewer_sentences(quote_scorer):
+    question = "Does vitamin D supplementation improve bone mineral density?"
+    scorer = _LengthScorer()
+    select_evidence(question, BONE, scorer, k=2, max_scored=3)
+    assert len(scorer.fed) == 3
+    evidence, _ = select_evidence(question, BONE, quote_scorer, k=2, per_paper=1, max_scored=4)
+    assert sorted(e.reference for e in evidence) == [0, 1]
 
 
 def test_yes_no_questions_become_statements():

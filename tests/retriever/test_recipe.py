@@ -17,15 +17,16 @@ def test_every_preset_name_is_a_recipe() -> None:
     assert set(PRESETS) == set(get_args(PipelineName))
     cfg = RetrievalConfig()
     table = {name: (r.dense, r.sparse, r.rerank) for name in PRESETS for r in [resolve(cfg, name)]}
+    # The configured sparse backend defaults to auto (bm25s or Lucene by the datastore's size).
     assert table == {
         "dense": ("base", "none", False),
         "bm25": ("none", "bm25s", False),
         "bm25-lucene": ("none", "lucene", False),
-        "hybrid": ("base", "bm25s", False),
-        "hybrid+rerank": ("base", "bm25s", True),
+        "hybrid": ("base", "auto", False),
+        "hybrid+rerank": ("base", "auto", True),
         "router": ("router", "none", False),
-        "router+hybrid": ("router", "bm25s", False),
-        "router+hybrid+rerank": ("router", "bm25s", True),
+        "router+hybrid": ("router", "auto", False),
+        "router+hybrid+rerank": ("router", "auto", True),
     }
 
 
