@@ -35,6 +35,8 @@ def stacked() -> StackedJudge:
 
 
 class TestStackedContract(SupportJudgeContract):
+    backend = "stacked"
+
     @pytest.fixture
     def judge(self, stacked: StackedJudge) -> StackedJudge:
         return stacked
