@@ -101,8 +101,11 @@ class CitationConfig(StrictModel):
 
     verify: bool = Field(True, description="Check every citation with the support judge.")
     judge: JudgeName = Field(
-        "trained",
-        description="trained: the 3-way support judge trained here (MiniLM + LoRA on SciFact train rationales, "
+        "stacked",
+        description="stacked: calibrated logistic models over word overlap, the MiniLM bi-encoder cosine, the trained "
+        "3-way judge's logits and negation / number / direction detectors (`openscholar train stacked-judge`; "
+        "above the lexical judge on held-apart expert attributions and SciFact pairs, docs/dev-notes/judge2.md); "
+        "trained: the 3-way support judge trained here (MiniLM + LoRA on SciFact train rationales, "
         "ScholarQA-Multi dev attributions and synthetic hard negatives; `openscholar train judge`); nli: any Hugging "
         "Face NLI sequence-classification model (citations.nli_model; production); llm: ask the LLM; lexical: share "
         "of the sentence's content words in the passage (no model, cannot see a negation).",
