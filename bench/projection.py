@@ -169,7 +169,7 @@ def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = 
     base = s["rss_base"]["anon"]
     dense_bpp = s["anon_bytes_per_passage_dense"]
     all_bpp = s["anon_bytes_per_passage"]
-    disk = sim.get("disk_bytes_per_passage") or {}
+    disk = sim.get("disk_bytes_per_passage") or sim.get("disk_bytes_per_passage_after_finalize") or {}
     grow = math.sqrt(n_full / n)
     sparse_ms = s["sparse_stage"]["p50_ms"] if s.get("sparse_stage") else None
     dense_ms = s["dense"]["p50_ms"]
