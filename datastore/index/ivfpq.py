@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,6 +100,7 @@ class IVFPQIndex:
         self._block: Any = None  # the block being filled (in RAM)
         self._stack: list[Any] = []  # keeps the python proxies of stacked lists alive
         self._dirty = True
+        self._lock = threading.Lock()  # searches may come from several threads; (re)stacking is not atomic
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -142,7 +144,7 @@ class IVFPQIndex:
         quantizer.add(coarse_centroids(x, nlist, seed=0))
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         index.train(x)  # the quantizer is already trained: this learns the PQ on residuals
         self._trained = index
         self._searcher = None
@@ -204,6 +206,12 @@ class IVFPQIndex:
         """The search index with every segment, flushed block and the open block stacked."""
         if not self._dirty and self._searcher is not None:
             return self._searcher
+        with self._lock:
+            if not self._dirty and self._searcher is not None:
+                return self._searcher
+            return self._restack()
+
+    def _restack(self) -> Any:
         if self._searcher is None:
             self._searcher = faiss.clone_index(self._template())
         lists: list[Any] = [_lists(h) for _, _, h in self._segments + self._blocks]
@@ -216,7 +224,7 @@ class IVFPQIndex:
         elif len(lists) == 1:
             il = lists[0]
         else:
-            vec = faiss.InvertedListsPtrVector()
+            vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
             for one in lists:
                 vec.push_back(one)
             il = faiss.HStackInvertedLists(len(lists), vec.data())
@@ -235,7 +243,7 @@ class IVFPQIndex:
         index = self._ready()
         excl = as_exclusion(exclude)
         sel = excl.selector() if excl is not None else None
-        params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)
+        params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)  # type: ignore[call-arg]  # faiss stubs lag the SWIG API
         if sel is not None:
             params.sel = sel
         rescore = self.config.rescore if self.vectors is not None else 0
@@ -272,14 +280,47 @@ class IVFPQIndex:
                     _link_or_copy(self._directory / (name + ext), directory / (name + ext))
         pending = self._pending_lists()
         if pending:
-            name = f"seg-{len(self._segments):05d}"
+            name = self._next_segment_name()
             n = self._write_ondisk(directory, name, pending)
             self._discard_pending()
             self._segments.append((name, n, _open_ondisk(directory, name)))
         self._directory = directory
         self._dirty = True
+        return self._write_meta(directory)
+
+    def compact(self, directory: Path | None = None) -> list[str]:
+        """Merge every segment (and unsaved adds) into one new segment; returns all file names.
+
+        Each ``datastore add`` leaves one more segment, and searching more than one stacks their
+        lists (copying the probed ones per query). This rewrites all codes once (O(codes) disk I/O,
+        bounded RAM); the old segment files are removed after index.json points at the new one
+        (processes that still map them keep reading them until they reopen).
+        """
+        directory = Path(directory) if directory is not None else self._directory
+        if directory is None:
+            raise DatastoreError("nothing to compact: the index was never saved", hint="call save(directory) first")
+        if len(self._segments) + len(self._blocks) + (self._block is not None) <= 1:
+            return self.save(directory)
+        self.save(directory)  # everything into segments first, all in ``directory``
+        name = self._next_segment_name()
+        n = self._write_ondisk(directory, name, [_lists(h) for _, _, h in self._segments])
+        old = [seg for seg, _, _ in self._segments]
+        self._discard_pending()  # points the searcher away from the old lists
+        self._segments = [(name, n, _open_ondisk(directory, name))]
+        self._dirty = True
+        files = self._write_meta(directory)
+        for seg in old:
+            for ext in (".faiss", ".ivfdata"):
+                (directory / (seg + ext)).unlink(missing_ok=True)
+        return files
+
+    def _next_segment_name(self) -> str:
+        used = [int(name.split("-")[1]) for name, _, _ in self._segments]
+        return f"seg-{max(used, default=-1) + 1:05d}"
+
+    def _write_meta(self, directory: Path) -> list[str]:
         segs = [{"name": name, "ntotal": n} for name, n, _ in self._segments]
-        ivf = template
+        ivf = self._template()
         meta = write_meta(
             directory,
             {
@@ -305,7 +346,7 @@ class IVFPQIndex:
         for stale in (data, directory / (name + ".faiss")):
             stale.unlink(missing_ok=True)  # a crashed save's leftovers
         ondisk = faiss.OnDiskInvertedLists(template.nlist, template.code_size, str(data))
-        vec = faiss.InvertedListsPtrVector()
+        vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         for il in lists:
             vec.push_back(il)
         with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
@@ -316,9 +357,9 @@ class IVFPQIndex:
             quantizer, self.dim, template.nlist, template.pq.M, template.pq.nbits, faiss.METRIC_INNER_PRODUCT
         )
         header.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         header.replace_invlists(ondisk, True)
-        ondisk.this.disown()
+        ondisk.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         header.ntotal = n
         tmp = directory / (name + ".faiss.tmp")
         faiss.write_index(header, str(tmp))
@@ -330,7 +371,7 @@ class IVFPQIndex:
         if self._searcher is not None:  # point the searcher away from the lists about to go
             empty = faiss.ArrayInvertedLists(self._searcher.nlist, self._searcher.code_size)
             self._searcher.replace_invlists(empty, True)
-            empty.this.disown()
+            empty.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         self._stack = []
         work = self._workdir
         names = [name for name, _, _ in self._blocks]
@@ -376,6 +417,7 @@ class IVFPQIndex:
                     hint="rebuild the index",
                 )
             self._segments.append((seg["name"], int(seg["ntotal"]), header))
+        self._ready()  # stack now: serving then only reads
         return self
 
     # -- figures --------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ class TestVectorIndexContract:
             np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-5)
 
     def test_incremental_add_after_load(self, kind: str, data, tmp_path: Path) -> None:
-        base, queries = data
+        base, _queries = data
         filled(kind, base).save(tmp_path)
         rng = np.random.default_rng(7)
         extra = rng.normal(size=(200, DIM)).astype(np.float32)
@@ -196,3 +196,17 @@ def test_compat_per_shard_api(data, tmp_path: Path) -> None:
         loaded = cls.load(out, DIM, vectors=base.astype(np.float16), config=sub)
         assert loaded.ntotal == N
         assert recall(loaded.search(queries, 10)[1], base, queries) >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_mmap_load_maps_the_vectors_and_add_takes_a_private_copy(kind: str, data, tmp_path: Path) -> None:
+    base, queries = data
+    files = filled(kind, base).save(tmp_path)
+    mapped = load_index(tmp_path, DIM, CONFIG, mmap=True)
+    private = load_index(tmp_path, DIM, CONFIG, mmap=False)
+    target = str((tmp_path / files[0]).resolve())
+    assert any(line.endswith(target) for line in Path("/proc/self/maps").read_text().splitlines())
+    assert mapped.memory_bytes() < private.memory_bytes()
+    assert np.array_equal(mapped.search(queries, 5)[1], private.search(queries, 5)[1])
+    mapped.add(base[:3], np.arange(N, N + 3, dtype=np.int64))  # the mapped file is never written
+    assert mapped.ntotal == N + 3 and load_index(tmp_path, DIM, CONFIG).ntotal == N

@@ -10,7 +10,7 @@ import pytest
 from datastore.config import DatastoreConfig, IVFPQConfig
 from datastore.errors import DatastoreError
 from datastore.index import kmeans
-from datastore.index.base import PartVectors
+from datastore.index.base import PartVectors, read_meta
 from datastore.index.ivfpq import IVFPQIndex
 from datastore.index.registry import create_index, load_index
 
@@ -75,15 +75,15 @@ def test_build_ram_is_bounded_by_blocks_on_disk(data, tmp_path: Path) -> None:
         big.add(base[lo : lo + 500], ids)
     assert len(small._blocks) >= 7 and len(list(work.glob("block-*.faiss"))) == len(small._blocks)
     assert small.memory_bytes() < big.memory_bytes()
-    s_small, i_small = small.search(queries, 10)  # unsaved blocks are searchable too
+    _s_small, i_small = small.search(queries, 10)  # unsaved blocks are searchable too
     small.save(tmp_path / "a")
     big.save(tmp_path / "b")
     assert not list(work.glob("block-*")), "blocks are merged and removed by save"
     a = load_index(tmp_path / "a", DIM, DatastoreConfig(ivfpq=CFG))
     b = load_index(tmp_path / "b", DIM, DatastoreConfig(ivfpq=CFG))
     assert a.ntotal == b.ntotal == len(base)
-    sa, ia = a.search(queries, 10)
-    sb, ib = b.search(queries, 10)
+    _sa, ia = a.search(queries, 10)
+    _sb, ib = b.search(queries, 10)
     assert np.array_equal(np.sort(ia, axis=1), np.sort(ib, axis=1)) and np.array_equal(ia, i_small)
 
 
@@ -132,3 +132,26 @@ def test_two_level_kmeans_gives_exactly_nlist_unit_centroids(data, monkeypatch: 
     sizes = np.array([500, 3, 0, 1200, 40])
     alloc = kmeans._split(sizes, 30)
     assert alloc.sum() == 30 and (alloc <= sizes).all() and alloc[2] == 0 and (alloc[sizes > 0] >= 1).all()
+
+
+def test_compact_merges_segments_into_one(data, tmp_path: Path) -> None:
+    base, queries = data
+    index = trained(base)
+    index.vectors = PartVectors([(0, base.astype(np.float16))])
+    for lo in range(0, 6000, 2000):  # build + two `datastore add`s = three segments
+        index.add(base[lo : lo + 2000], np.arange(lo, lo + 2000, dtype=np.int64))
+        index.save(tmp_path)
+    assert [s["name"] for s in read_meta(tmp_path)["segments"]] == ["seg-00000", "seg-00001", "seg-00002"]
+    before = index.search(queries, 10)
+    index.add(base[6000:], np.arange(6000, 8000, dtype=np.int64))  # unsaved adds are compacted too
+    files = index.compact()
+    assert [s["name"] for s in read_meta(tmp_path)["segments"]] == ["seg-00004"]  # the unsaved adds were seg-00003
+    assert sorted(p.name for p in tmp_path.glob("seg-*")) == ["seg-00004.faiss", "seg-00004.ivfdata"]
+    assert set(files) == {"index.json", "ivfpq.trained.faiss", "seg-00004.faiss", "seg-00004.ivfdata"}
+    loaded = load_index(tmp_path, DIM, DatastoreConfig(ivfpq=CFG), vectors=index.vectors)
+    assert loaded.ntotal == index.ntotal == 8000
+    assert np.array_equal(loaded.search(queries, 10)[1], index.search(queries, 10)[1])
+    assert recall_at_10(loaded.search(queries, 10)[1], base, queries) >= 0.95
+    assert recall_at_10(before[1], base[:6000], queries) >= 0.95
+    loaded.add(base[:10], np.arange(8000, 8010, dtype=np.int64))
+    assert "seg-00005.ivfdata" in loaded.save(tmp_path)
