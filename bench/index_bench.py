@@ -4,7 +4,9 @@ For each dataset (1M synthetic clustered 384-d vectors; the real SciFact vectors
 datastore with SciFact test claims as queries) it reports build time, bytes per vector in RAM,
 single-query p50/p99 latency on ONE thread (faiss.omp_set_num_threads(1)) and recall@10 against
 exact search, using the project's own index classes (datastore/index/). Then it projects the
-measured figures to 237M passages (see bench/projection.py).
+measured figures to 237M passages (see bench/projection.py). The global IVF-PQ path at 768-d
+(parts on disk, bounded-RAM build, anonymous vs mapped RAM while serving, exclusion bitmap) is
+measured by bench/index_global.py.
 
     nice -n 10 .venv/bin/python bench/index_bench.py                      # full run (~15-25 min)
     nice -n 10 .venv/bin/python bench/index_bench.py --n 100000 --hnsw-n 100000   # quick look
@@ -31,10 +33,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from datastore.config import HNSWConfig, IVFPQConfig
+from datastore.config import DatastoreConfig, HNSWConfig, IVFPQConfig
+from datastore.index.base import PartVectors
+from datastore.index.build import build_index
 from datastore.index.flat import FlatIndex
 from datastore.index.hnsw import HNSWIndex
-from datastore.index.ivfpq import IVFPQIndex
+from datastore.index.registry import load_index
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact"
 DEFAULT_DATASTORE = REPO / ".cache" / "openscholar" / "datastore"
@@ -77,7 +81,10 @@ def scifact_real(datastore: Path, max_queries: int) -> tuple[np.ndarray, np.ndar
     from retriever.st_embedder import SentenceTransformerEmbedder
 
     ds = Datastore.open(datastore)
-    base = np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in ds.shards])
+    if hasattr(ds, "shards"):  # format 1: one index per shard
+        base = np.concatenate([np.asarray(s.vectors, dtype=np.float32) for s in ds.shards])
+    else:  # format 2 (ds-store): parts + one global index; ids 0..next_id-1
+        base = np.asarray(ds.vectors(np.arange(ds.next_id, dtype=np.int64)), dtype=np.float32)
     qids = {line.split("\t")[0] for line in (SCIFACT / "qrels" / "test.tsv").read_text().splitlines()[1:]}
     claims = [
         json.loads(line)["text"]
@@ -161,31 +168,28 @@ def bench_dataset(name: str, base: np.ndarray, queries: np.ndarray, args: argpar
     del flat
     gc.collect()
 
-    # IVF-PQ with exact re-scoring from a memory-mapped fp16 file
+    # IVF-PQ with exact re-scoring from a memory-mapped fp16 file (the global index's API:
+    # trained once on a sample, added in batches, lists on disk, loaded mapped)
     f16 = workdir / f"{name}.vectors.f16.npy"
     np.save(f16, base.astype(np.float16))
     mm = np.load(f16, mmap_mode="r")
     faiss.omp_set_num_threads(args.build_threads)
     cfg = IVFPQConfig()
-    cached = args.cache_dir / f"{name}-{n}.ivfpq.faiss" if args.cache_dir else None
-    if cached is not None and cached.exists():  # a rerun reuses the (slow, deterministic) build
-        ivf = IVFPQIndex(dim, cfg, index=faiss.read_index(str(cached)), vectors=mm)
-        build = json.loads(cached.with_suffix(".json").read_text())["build_s"]
+    built = (args.cache_dir / f"{name}-{n}") if args.cache_dir else workdir / f"{name}-ivfpq"
+    if (built / "index.json").exists():  # a rerun reuses the (slow, deterministic) build
+        build = json.loads((built / "build.json").read_text())["build_s"]
     else:
         t = time.perf_counter()
-        ivf = IVFPQIndex(dim, cfg, vectors=mm)
-        ivf.build(base)
+        build_index([(0, mm)], DatastoreConfig(ivfpq=cfg), kind="ivfpq", directory=built, workdir=workdir / "ivf-work")
         build = time.perf_counter() - t
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            faiss.write_index(ivf.index, str(cached))
-            cached.with_suffix(".json").write_text(json.dumps({"build_s": build}))
-    ivf_struct = faiss.extract_index_ivf(ivf.index)
-    ivf.save(workdir)
-    index_file = (workdir / IVFPQIndex.FILE).stat().st_size
+        (built / "build.json").write_text(json.dumps({"build_s": build}))
+    ivf = load_index(built, dim, DatastoreConfig(ivfpq=cfg), vectors=PartVectors([(0, mm)]))
+    ivf_struct = ivf._ready()
+    index_file = sum(f.stat().st_size for f in built.iterdir() if f.name != "build.json")
     disk = index_file + f16.stat().st_size
     nlist = int(ivf_struct.nlist)
-    print(f"   ivfpq built in {build:.1f}s: nlist={nlist} m={ivf.index.pq.M} (defaults: {cfg.model_dump()})", flush=True)
+    m = int(ivf_struct.pq.M)
+    print(f"   ivfpq built in {build:.1f}s: nlist={nlist} m={m} (defaults: {cfg.model_dump()})", flush=True)
     # coarse-quantizer cost alone, for the projection
     faiss.omp_set_num_threads(1)
     qz = ivf_struct.quantizer
@@ -196,18 +200,17 @@ def bench_dataset(name: str, base: np.ndarray, queries: np.ndarray, args: argpar
     sizes = np.array([ivf_struct.invlists.list_size(i) for i in range(nlist)])
     for nprobe in args.nprobe:
         for rescore in args.rescore:
-            c = cfg.model_copy(update={"nprobe": nprobe, "rescore": rescore})
-            view = IVFPQIndex(dim, c, index=ivf.index, vectors=mm)
-            ids, lat = single_query(view, queries)
-            r = row("ivfpq", {"nlist": nlist, "m": int(ivf.index.pq.M), "nprobe": nprobe, "rescore": rescore},
-                    build, view.memory_bytes(), n, ids, lat, truth, disk_bytes=disk)
+            ivf.config = cfg.model_copy(update={"nprobe": nprobe, "rescore": rescore})
+            ids, lat = single_query(ivf, queries)
+            r = row("ivfpq", {"nlist": nlist, "m": m, "nprobe": nprobe, "rescore": rescore},
+                    build, ivf.memory_bytes(), n, ids, lat, truth, disk_bytes=disk)
             r["is_default"] = nprobe == cfg.nprobe and rescore == cfg.rescore
             rows.append(r)
             print_row(r)
     ivf_meta = {"nlist": nlist, "coarse_ms_per_query": round(coarse_ms, 4),
                 "mean_list_size": float(sizes.mean()), "index_file_bytes": index_file,
                 "f16_file_bytes": f16.stat().st_size}
-    del ivf, view, mm
+    del ivf, ivf_struct, qz, mm
     gc.collect()
     f16.unlink()
 

@@ -59,8 +59,12 @@ class PassageEncoder(Protocol):
     """What a build needs of the embedder (retriever's ``Embedder`` satisfies it)."""
 
     model_id: str
-    dim: int
-    max_tokens: int
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -293,6 +297,7 @@ def tombstone_papers(root: str | Path, paper_ids: Sequence[str]) -> tuple[dict[s
 
     Costs the lookups and the bytes set (plus re-stamping the tombstone file); unknown ids raise.
     """
+    from datastore import journal
     from datastore.integrity import check_file
     from datastore.manifest import TOMBSTONES, stamp
     from datastore.passage_store import FILE as PASSAGES
@@ -301,7 +306,7 @@ def tombstone_papers(root: str | Path, paper_ids: Sequence[str]) -> tuple[dict[s
 
     root = Path(root).expanduser()
     with locked(root):
-        manifest = read_manifest(root, require_complete=True)
+        manifest = journal.recover(root, read_manifest(root, require_complete=True))
         check_file(root, TOMBSTONES, manifest.files[TOMBSTONES])
         counts: dict[str, int] = {}
         ids: list[int] = []
@@ -323,12 +328,14 @@ def tombstone_papers(root: str | Path, paper_ids: Sequence[str]) -> tuple[dict[s
         tomb = open_tombstones(root, manifest.passages, writable=True)
         arr = np.asarray(sorted(set(ids)), dtype=np.int64)
         new = arr[tomb[arr] == 0]
+        journal.begin(root, manifest, "delete", ids=new.tolist())
         tomb[new] = 1
         sync(tomb)
         del tomb
         manifest.files[TOMBSTONES] = stamp(root / TOMBSTONES)
         manifest.deleted += len(new)
         manifest.save(root)
+        journal.end(root)
         return counts, new.tolist()
 
 

@@ -63,7 +63,9 @@ class DatastoreConfig(StrictModel):
     compress_text: bool = Field(
         True, description="Store passage text zlib-compressed in passages.sqlite (about 2x less disk for prose)."
     )
-    shard_size: int = Field(50_000, ge=1, description="Passages per shard.")
+    shard_size: int = Field(
+        50_000, ge=1, description="Format 1 setting, kept so that old config files load; format 2 sizes parts by part_papers."
+    )
     batch_size: int = Field(64, ge=1, description="Passages embedded per batch while building.")
     auto_flat_max: int = Field(
         200_000, ge=0, description="With index=auto, datastores up to this many passages use flat (exact)."

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from datastore import global_index
+from datastore import global_index, journal
 from datastore.config import DatastoreConfig
-from datastore.errors import DatastoreCorrupted, EncoderMismatch
+from datastore.errors import DatastoreCorrupted, DatastoreError, EncoderMismatch
 from datastore.finalize import part_vectors
 from datastore.index.base import Exclusion
 from datastore.integrity import check_files, fix_hint
@@ -76,7 +77,17 @@ class Datastore:
                 hint="rebuild the datastore with this encoder or set embedder.model to the one it was built with",
             )
         mode = verify or config.verify
-        check_files(root, manifest, "full" if mode == "full" else "fast")
+        try:
+            check_files(root, manifest, "full" if mode == "full" else "fast")
+        except DatastoreCorrupted as exc:
+            if journal.pending(root) is None:
+                raise
+            raise DatastoreError(
+                f"{root} is being changed by an add or delete ({exc.message})",
+                hint="retry when it finishes; if no process is writing it, rerun that add or delete (or any "
+                "`datastore delete`/`add`) to finish or undo it",
+                retryable=True,
+            ) from exc
         for p in manifest.parts:
             rel = f"parts/{p.name}/{VECTORS}"
             shape = read_npy_shape(root / rel) if p.count else (0, enc.dim)
@@ -175,12 +186,17 @@ class Datastore:
                 by_part.setdefault(part, []).append(gid - self.parts[part].start)
         found: dict[int, Passage] = {}
         for part, local in by_part.items():
-            found.update(self._sql(part, lambda s, local=local: s.get(local)))
+            found.update(self._sql(part, partial(PassageStore.get, local_ids=local)))
         return [found[i] for i in want if i in found]
 
     def passage_ids_of_papers(self, paper_ids: Sequence[str]) -> list[int]:
         """Live passage ids of ``paper_ids``, ascending."""
-        ids = [i for n in range(len(self.parts)) for i in self._sql(n, lambda s: s.ids_of_papers(list(paper_ids)))]
+        wanted = list(paper_ids)
+
+        def lookup(store: PassageStore) -> list[int]:
+            return store.ids_of_papers(wanted)
+
+        ids = [i for n in range(len(self.parts)) for i in self._sql(n, lookup)]
         if not ids:
             return []
         arr = np.asarray(sorted(ids), dtype=np.int64)

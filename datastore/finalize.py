@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from datastore import global_index
+from datastore import global_index, journal
 from datastore.config import DatastoreConfig
 from datastore.errors import DatastoreError, EncoderMismatch
 from datastore.integrity import check_file
@@ -44,19 +44,29 @@ from datastore.part_vectors import PartVectors
 from datastore.parts import VECTORS, finished_parts, parts_dir, remove_partials
 from datastore.passage_store import FILE as PASSAGES
 from datastore.passage_store import PassageStore
-from datastore.tombstones import HashIndex, create_tombstones, extend_tombstones, open_tombstones, sync
+from datastore.tombstones import (
+    HashIndex,
+    create_tombstones,
+    extend_tombstones,
+    open_tombstones,
+    sync,
+)
 
 log = logging.getLogger(__name__)
 BUILD_DIR = "index.build"  # scratch space of an index being built (on-disk inverted lists)
 
 
 def finalize(
-    root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True
+    root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True,
+    sources: Sequence[str] | None = None,
 ) -> Manifest:
-    """Turn the finished parts under ``root`` into a complete datastore; returns its manifest."""
+    """Turn the finished parts under ``root`` into a complete datastore; returns its manifest.
+
+    ``sources`` (the build's source specs) are recorded in the manifest when given.
+    """
     root = Path(root)
     with locked(root):
-        return finalize_locked(root, encoder, config, progress=progress)
+        return finalize_locked(root, encoder, config, progress=progress, sources=sources)
 
 
 def _same_parts(manifest: Manifest, parts: list[PartInfo]) -> bool:
@@ -66,7 +76,10 @@ def _same_parts(manifest: Manifest, parts: list[PartInfo]) -> bool:
     return [key(p) for p in manifest.parts] == [key(p) for p in parts]
 
 
-def finalize_locked(root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True) -> Manifest:
+def finalize_locked(
+    root: Path, encoder: EncoderInfo, config: DatastoreConfig, *, progress: bool = True,
+    sources: Sequence[str] | None = None,
+) -> Manifest:
     """`finalize` for a caller that already holds ``root``'s write lock."""
     previous: Manifest | None = read_manifest(root) if (root / MANIFEST).is_file() else None
     parts = finished_parts(root)
@@ -113,7 +126,7 @@ def finalize_locked(root: Path, encoder: EncoderInfo, config: DatastoreConfig, *
         build_id=build_id(encoder.id, encoder.dim, enc_chunking, encoder.passage_prefix),
         created_at=created,
         updated_at=created,
-        sources=previous.sources if previous is not None else [],
+        sources=list(sources) if sources is not None else (previous.sources if previous is not None else []),
         parts=parts,
         index=IndexInfo(kind=kind, ntotal=int(index.ntotal), params=_params(kind, config), files=files),
         files={**stamp_of_index, TOMBSTONES: stamp(root / TOMBSTONES)},
@@ -123,6 +136,7 @@ def finalize_locked(root: Path, encoder: EncoderInfo, config: DatastoreConfig, *
     )
     _merge_source_stats(manifest, parts)
     manifest.save(root)
+    journal.end(root)
     return manifest
 
 
@@ -136,7 +150,7 @@ def add_parts(
 
 
 def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfig, *, progress: bool = True) -> Manifest:
-    manifest = read_manifest(root, require_complete=True)
+    manifest = journal.recover(root, read_manifest(root, require_complete=True))
     for rel in (TOMBSTONES, *(r for r in manifest.files if r.startswith(INDEX_DIR + "/"))):
         check_file(root, rel, manifest.files[rel])
     listed = {p.name for p in manifest.parts}
@@ -155,6 +169,7 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
         p.start = start
         start += p.count
     n = start
+    journal.begin(root, manifest, "add", passages=manifest.passages)
     extend_tombstones(root, n)
     tomb = open_tombstones(root, n, writable=True)
     duplicates = _dedup(root, fresh, tomb, fresh=False, progress=progress)
@@ -168,8 +183,9 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
     _add_parts_to_index(index, fresh, vectors, config, progress=progress)
     files = _save_index(root, index)
     shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
-    manifest.files = {r: s for r, s in manifest.files.items() if not r.startswith(INDEX_DIR + "/")}
-    manifest.files.update({f"{INDEX_DIR}/{f}": stamp(root / INDEX_DIR / f) for f in files})
+    old = manifest.files
+    manifest.files = {r: s for r, s in old.items() if not r.startswith(INDEX_DIR + "/")}
+    manifest.files.update({f"{INDEX_DIR}/{f}": restamp(root, f"{INDEX_DIR}/{f}", old.get(f"{INDEX_DIR}/{f}")) for f in files})
     manifest.files[TOMBSTONES] = stamp(root / TOMBSTONES)
     manifest.index = IndexInfo(kind=kind, ntotal=int(index.ntotal), params=manifest.index.params, files=files)
     manifest.parts = all_parts
@@ -178,6 +194,7 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
     manifest.deleted += duplicates
     _merge_source_stats(manifest, fresh)
     manifest.save(root)
+    journal.end(root)
     return manifest
 
 
@@ -234,19 +251,19 @@ def _add_parts_to_index(index: Any, parts: Sequence[PartInfo], vectors: PartVect
 
 
 def _save_index(root: Path, index: Any) -> list[str]:
-    """Write the index into ``index.tmp/`` and swap it in for ``index/``; returns its file names."""
+    """Write the index into ``index.tmp/`` and swap it in for ``index/`` (the previous one is kept as
+    ``index.old/`` until the manifest commits); returns its file names."""
     tmp = root / (INDEX_DIR + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     files = sorted(index.save(tmp))
-    old = root / (INDEX_DIR + ".old")
+    old = root / journal.INDEX_OLD  # kept until the manifest commits (journal.end), for recovery
     if old.exists():
         shutil.rmtree(old)
     if (root / INDEX_DIR).exists():
         (root / INDEX_DIR).rename(old)
     tmp.rename(root / INDEX_DIR)
-    shutil.rmtree(old, ignore_errors=True)
     return files
 
 
@@ -271,5 +288,10 @@ def _merge_source_stats(manifest: Manifest, parts: Sequence[PartInfo]) -> None:
     manifest.source_stats = list(by_spec.values())
 
 
-def stamps_of(root: Path, rels: Sequence[str]) -> dict[str, FileStamp]:
-    return {r: stamp(root / r) for r in rels}
+def restamp(root: Path, rel: str, old: FileStamp | None) -> FileStamp:
+    """The stamp of ``rel``: the old one while size and mtime are unchanged (an index segment carried
+    over by a hard link is not re-hashed: `add` stays O(change)), else a fresh one."""
+    st = (root / rel).stat()
+    if old is not None and (st.st_size, st.st_mtime_ns) == (old.bytes, old.mtime_ns):
+        return old
+    return stamp(root / rel)

@@ -18,7 +18,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from datastore.errors import DatastoreCorrupted, DatastoreError, DatastoreIncomplete, DatastoreNotFound
+from datastore.errors import (
+    DatastoreCorrupted,
+    DatastoreError,
+    DatastoreIncomplete,
+    DatastoreNotFound,
+)
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -51,7 +51,13 @@ def finished_parts(root: Path) -> list[PartInfo]:
     for d in sorted(base.iterdir()):
         if PARTIAL in d.name or not (d / PART_JSON).is_file():
             continue
-        out.append(read_part_info(d))
+        info = read_part_info(d)
+        if info.name != d.name:
+            raise DatastoreCorrupted(
+                f"{d / PART_JSON} names part {info.name!r}, not {d.name!r} (a part copied or renamed by hand)",
+                hint=f"delete {d} and rebuild it; parts are never renamed",
+            )
+        out.append(info)
     return out
 
 
@@ -165,7 +171,7 @@ class PartWriter:
             self.store.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __enter__(self) -> PartWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

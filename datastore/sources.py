@@ -130,7 +130,7 @@ class JsonlSource:
             if pid is None or not isinstance(text, str) or not isinstance(title, str) or not (text or title).strip():
                 self.stats.skip(lineno, self.strict, "needs an id and a title or text")
                 continue
-            meta = r.get("metadata") if isinstance(r.get("metadata"), dict) else {}
+            meta: dict[str, Any] = r["metadata"] if isinstance(r.get("metadata"), dict) else {}
             self.stats.papers += 1
             yield Paper(
                 paper_id=str(pid),

@@ -12,7 +12,7 @@ from cli.common import err, out, print_json, settings
 from datastore.builder import BuildReport, DatastoreBuilder, tombstone_papers
 from datastore.errors import ScholarError
 from datastore.integrity import check_files, scrub
-from datastore.manifest import read_manifest
+from datastore.manifest import FORMAT_VERSION, read_manifest
 from openscholar.components import build_embedder, default_sources
 
 app = typer.Typer(help="Build, inspect, extend, prune and verify datastores.", no_args_is_help=True)
@@ -63,10 +63,29 @@ def build(
     if not specs:
         raise typer.BadParameter("name at least one SOURCE, or pass --default", param_hint="SOURCE")
     root = (out_dir or s.datastore_path).expanduser()
+    if default and out_dir is None:
+        _move_old_format_aside(root)
     t0 = time.perf_counter()
     report = DatastoreBuilder(build_embedder(s), ds_cfg, progress=progress).build(specs, root)
     _report(report, time.perf_counter() - t0)
     _after_change(ctx, root, added=report.added)
+
+
+def _move_old_format_aside(root: Path) -> None:
+    """The default datastore is a cache: one of an older format is renamed (kept), not refused, so that
+    `make demo` rebuilds it. Any other directory is left to the build's own checks."""
+    import json
+
+    try:
+        version = json.loads((root / "manifest.json").read_text()).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return
+    if version is not None and version != FORMAT_VERSION:
+        aside = root.with_name(f"{root.name}.format{version}")
+        if not aside.exists():
+            root.rename(aside)
+            err.print(f"{root} held a format {version} datastore: moved to {aside}; building format {FORMAT_VERSION}",
+                      highlight=False)
 
 
 @app.command("add")

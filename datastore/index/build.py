@@ -49,8 +49,9 @@ def sample_rows(arrays: Sequence[np.ndarray], n: int, *, seed: int = 0) -> np.nd
 
 
 def batch_rows(dim: int, config: DatastoreConfig) -> int:
-    """Rows per ``add`` batch: a quarter of build_memory_mb as float32 (FAISS copies once more)."""
-    return max(1024, (config.build_memory_mb * 2**20 // 4) // (4 * dim))
+    """Rows per ``add`` batch: an eighth of build_memory_mb as float32 (plus the fp16 slice it is read
+    from), so batch + the in-RAM block of codes (at most half) stay under the budget."""
+    return max(1024, (config.build_memory_mb * 2**20 // 8) // (4 * dim))
 
 
 def add_sources(

@@ -80,7 +80,7 @@ class FlatIndex:
             return empty_result(len(q), max(k, 0))
         excl = as_exclusion(exclude)
         sel = excl.selector() if excl is not None else None
-        params = faiss.SearchParameters(sel=sel) if sel is not None else None
+        params = faiss.SearchParameters(sel=sel) if sel is not None else None  # type: ignore[call-arg]  # faiss stubs lag the SWIG API
         scores, ids = self.index.search(q, k, params=params)
         return clean(scores, ids)
 

@@ -86,7 +86,7 @@ class HNSWIndex:
             return empty_result(len(q), max(k, 0))
         excl = as_exclusion(exclude)
         sel = excl.selector() if excl is not None else None
-        params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, k))
+        params = faiss.SearchParametersHNSW(efSearch=max(self.config.ef_search, k))  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         if sel is not None:
             params.sel = sel
         scores, ids = self.index.search(q, k, params=params)

@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,16 +87,20 @@ class IVFPQIndex:
         self.config = config or IVFPQConfig()
         self.vectors = _as_source(vectors)
         self.memory_mb = memory_mb
+        self.block_bytes = memory_mb * 2**20 // 2  # codes + ids held in RAM before a block goes to disk
         self._workdir = Path(workdir) if workdir is not None else None
         self._own_workdir = False
         self._trained: Any = None  # empty trained index: template for blocks and segment headers
         self._searcher: Any = None  # trained index whose invlists are the stack below
         self._directory: Path | None = None  # where the loaded segments live
-        self._segments: list[tuple[str, int, Any]] = []  # (name, ntotal, OnDiskInvertedLists) saved
-        self._blocks: list[tuple[Path, int]] = []  # flushed, unsaved blocks in workdir
+        # On-disk lists are held through their (quantizer-less) header index: freeing a detached
+        # OnDiskInvertedLists from Python corrupts the heap in FAISS 1.15, freeing its index does not.
+        self._segments: list[tuple[str, int, Any]] = []  # (name, ntotal, header index) saved
+        self._blocks: list[tuple[str, int, Any]] = []  # (name, ntotal, header index) flushed to workdir, unsaved
         self._block: Any = None  # the block being filled (in RAM)
         self._stack: list[Any] = []  # keeps the python proxies of stacked lists alive
         self._dirty = True
+        self._lock = threading.Lock()  # searches may come from several threads; (re)stacking is not atomic
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -139,7 +144,7 @@ class IVFPQIndex:
         quantizer.add(coarse_centroids(x, nlist, seed=0))
         index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, nbits, faiss.METRIC_INNER_PRODUCT)
         index.own_fields = True
-        quantizer.this.disown()
+        quantizer.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         index.train(x)  # the quantizer is already trained: this learns the PQ on residuals
         self._trained = index
         self._searcher = None
@@ -167,7 +172,7 @@ class IVFPQIndex:
             self._block = faiss.clone_index(self._template())
         self._block.add_with_ids(x, ids)
         self._dirty = True
-        if self._block.ntotal * (self._block.code_size + 8) >= self.memory_mb * 2**20 // 2:
+        if self._block.ntotal * (self._block.code_size + 8) >= self.block_bytes:
             self._flush_block()
 
     def build(self, vectors: np.ndarray) -> None:
@@ -189,10 +194,11 @@ class IVFPQIndex:
         return self._workdir
 
     def _flush_block(self) -> None:
-        path = self._workspace() / f"block-{os.getpid()}-{id(self)}-{len(self._blocks):05d}.faiss"
-        faiss.write_index(self._block, str(path))
-        self._blocks.append((path, int(self._block.ntotal)))
+        work = self._workspace()
+        name = f"block-{os.getpid()}-{id(self)}-{len(self._blocks):05d}"
+        n = self._write_ondisk(work, name, [self._block.invlists])
         self._block = None
+        self._blocks.append((name, n, _open_ondisk(work, name)))
         self._dirty = True
 
     # -- searching ------------------------------------------------------------------------------
@@ -200,11 +206,15 @@ class IVFPQIndex:
         """The search index with every segment, flushed block and the open block stacked."""
         if not self._dirty and self._searcher is not None:
             return self._searcher
+        with self._lock:
+            if not self._dirty and self._searcher is not None:
+                return self._searcher
+            return self._restack()
+
+    def _restack(self) -> Any:
         if self._searcher is None:
             self._searcher = faiss.clone_index(self._template())
-        lists: list[Any] = [il for _, _, il in self._segments]
-        for path, _ in self._blocks:
-            lists.append(_detached_lists(faiss_read(path, faiss.IO_FLAG_MMAP)))
+        lists: list[Any] = [_lists(h) for _, _, h in self._segments + self._blocks]
         if self._block is not None:
             lists.append(self._block.invlists)
         ivf = self._searcher
@@ -214,7 +224,7 @@ class IVFPQIndex:
         elif len(lists) == 1:
             il = lists[0]
         else:
-            vec = faiss.InvertedListsPtrVector()
+            vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
             for one in lists:
                 vec.push_back(one)
             il = faiss.HStackInvertedLists(len(lists), vec.data())
@@ -233,7 +243,7 @@ class IVFPQIndex:
         index = self._ready()
         excl = as_exclusion(exclude)
         sel = excl.selector() if excl is not None else None
-        params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)
+        params = faiss.SearchParametersIVF(nprobe=self.config.nprobe)  # type: ignore[call-arg]  # faiss stubs lag the SWIG API
         if sel is not None:
             params.sel = sel
         rescore = self.config.rescore if self.vectors is not None else 0
@@ -270,14 +280,47 @@ class IVFPQIndex:
                     _link_or_copy(self._directory / (name + ext), directory / (name + ext))
         pending = self._pending_lists()
         if pending:
-            name = f"seg-{len(self._segments):05d}"
-            n = self._write_segment(directory, name, pending)
+            name = self._next_segment_name()
+            n = self._write_ondisk(directory, name, pending)
             self._discard_pending()
-            self._segments.append((name, n, _open_segment(directory, name)))
+            self._segments.append((name, n, _open_ondisk(directory, name)))
         self._directory = directory
         self._dirty = True
+        return self._write_meta(directory)
+
+    def compact(self, directory: Path | None = None) -> list[str]:
+        """Merge every segment (and unsaved adds) into one new segment; returns all file names.
+
+        Each ``datastore add`` leaves one more segment, and searching more than one stacks their
+        lists (copying the probed ones per query). This rewrites all codes once (O(codes) disk I/O,
+        bounded RAM); the old segment files are removed after index.json points at the new one
+        (processes that still map them keep reading them until they reopen).
+        """
+        directory = Path(directory) if directory is not None else self._directory
+        if directory is None:
+            raise DatastoreError("nothing to compact: the index was never saved", hint="call save(directory) first")
+        if len(self._segments) + len(self._blocks) + (self._block is not None) <= 1:
+            return self.save(directory)
+        self.save(directory)  # everything into segments first, all in ``directory``
+        name = self._next_segment_name()
+        n = self._write_ondisk(directory, name, [_lists(h) for _, _, h in self._segments])
+        old = [seg for seg, _, _ in self._segments]
+        self._discard_pending()  # points the searcher away from the old lists
+        self._segments = [(name, n, _open_ondisk(directory, name))]
+        self._dirty = True
+        files = self._write_meta(directory)
+        for seg in old:
+            for ext in (".faiss", ".ivfdata"):
+                (directory / (seg + ext)).unlink(missing_ok=True)
+        return files
+
+    def _next_segment_name(self) -> str:
+        used = [int(name.split("-")[1]) for name, _, _ in self._segments]
+        return f"seg-{max(used, default=-1) + 1:05d}"
+
+    def _write_meta(self, directory: Path) -> list[str]:
         segs = [{"name": name, "ntotal": n} for name, n, _ in self._segments]
-        ivf = template
+        ivf = self._template()
         meta = write_meta(
             directory,
             {
@@ -291,25 +334,32 @@ class IVFPQIndex:
         return files
 
     def _pending_lists(self) -> list[Any]:
-        lists = [_detached_lists(faiss_read(path, faiss.IO_FLAG_MMAP)) for path, _ in self._blocks]
+        lists = [_lists(h) for _, _, h in self._blocks]
         if self._block is not None and self._block.ntotal:
             lists.append(self._block.invlists)
         return lists
 
-    def _write_segment(self, directory: Path, name: str, lists: list[Any]) -> int:
+    def _write_ondisk(self, directory: Path, name: str, lists: list[Any]) -> int:
+        """Merge ``lists`` into ``name``.ivfdata (OnDiskInvertedLists) + its header ``name``.faiss."""
         template = self._template()
         data = directory / (name + ".ivfdata")
         for stale in (data, directory / (name + ".faiss")):
             stale.unlink(missing_ok=True)  # a crashed save's leftovers
         ondisk = faiss.OnDiskInvertedLists(template.nlist, template.code_size, str(data))
-        vec = faiss.InvertedListsPtrVector()
+        vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         for il in lists:
             vec.push_back(il)
         with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
             n = int(ondisk.merge_from_multiple(vec.data(), vec.size(), False))
-        header = faiss.clone_index(template)
+        # the header carries only the lists: an empty quantizer keeps it (and its RAM when read) small
+        quantizer = faiss.IndexFlatIP(self.dim)
+        header = faiss.IndexIVFPQ(
+            quantizer, self.dim, template.nlist, template.pq.M, template.pq.nbits, faiss.METRIC_INNER_PRODUCT
+        )
+        header.own_fields = True
+        quantizer.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         header.replace_invlists(ondisk, True)
-        ondisk.this.disown()
+        ondisk.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
         header.ntotal = n
         tmp = directory / (name + ".faiss.tmp")
         faiss.write_index(header, str(tmp))
@@ -318,14 +368,18 @@ class IVFPQIndex:
         return n
 
     def _discard_pending(self) -> None:
-        self._stack = []
-        if self._searcher is not None:
+        if self._searcher is not None:  # point the searcher away from the lists about to go
             empty = faiss.ArrayInvertedLists(self._searcher.nlist, self._searcher.code_size)
             self._searcher.replace_invlists(empty, True)
-            empty.this.disown()
-        for path, _ in self._blocks:
-            path.unlink(missing_ok=True)
-        self._blocks = []
+            empty.this.disown()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
+        self._stack = []
+        work = self._workdir
+        names = [name for name, _, _ in self._blocks]
+        self._blocks = []  # frees the headers, which unmap their lists
+        for name in names:
+            if work is not None:
+                for ext in (".faiss", ".ivfdata"):
+                    (work / (name + ext)).unlink(missing_ok=True)
         self._block = None
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
@@ -355,19 +409,21 @@ class IVFPQIndex:
         self._searcher = faiss_read(directory / TRAINED)
         self._directory = directory
         for seg in meta.get("segments", []):
-            il = _open_segment(directory, seg["name"])
+            header = _open_ondisk(directory, seg["name"])
+            il = _lists(header)
             if int(il.compute_ntotal()) != int(seg["ntotal"]):
                 raise DatastoreCorrupted(
                     f"segment {seg['name']} of {directory} holds {il.compute_ntotal()} vectors, index.json says {seg['ntotal']}",
                     hint="rebuild the index",
                 )
-            self._segments.append((seg["name"], int(seg["ntotal"]), il))
+            self._segments.append((seg["name"], int(seg["ntotal"]), header))
+        self._ready()  # stack now: serving then only reads
         return self
 
     # -- figures --------------------------------------------------------------------------------
     @property
     def ntotal(self) -> int:
-        n = sum(n for _, n, _ in self._segments) + sum(n for _, n in self._blocks)
+        n = sum(n for _, n, _ in self._segments) + sum(n for _, n, _ in self._blocks)
         return n + (int(self._block.ntotal) if self._block is not None else 0)
 
     def memory_bytes(self) -> int:
@@ -391,20 +447,16 @@ def _as_source(vectors: VectorSource | np.ndarray | None) -> VectorSource | None
     return vectors
 
 
-def _detached_lists(index: Any) -> Any:
-    """The inverted lists of ``index``, owned by the returned proxy (the index itself can go)."""
-    ivf = faiss.extract_index_ivf(index)
-    il = ivf.invlists
-    ivf.own_invlists = False
-    il.this.own(True)
-    return il
+def _lists(header: Any) -> Any:
+    """The inverted lists of a header index (owned by the header: keep it alive while in use)."""
+    return faiss.extract_index_ivf(header).invlists
 
 
-def _open_segment(directory: Path, name: str) -> Any:
-    """A segment's OnDiskInvertedLists, mapped read-only from ``directory`` (wherever it moved)."""
+def _open_ondisk(directory: Path, name: str) -> Any:
+    """The header index of ``name``, its lists mapped read-only from ``directory`` (wherever it moved)."""
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
     with _stdout_to_stderr():  # FAISS printf()s the relocated file name to stdout
-        return _detached_lists(faiss_read(directory / (name + ".faiss"), flags))
+        return faiss_read(directory / (name + ".faiss"), flags)
 
 
 @contextmanager

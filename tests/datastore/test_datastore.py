@@ -54,7 +54,7 @@ def test_search_equals_exact_search_over_all_stored_vectors(small_datastore: Pat
     all_vectors = ds.vectors(list(range(n)))
     assert all_vectors.shape == (n, ds.dim) and np.all(np.linalg.norm(all_vectors, axis=1) > 0.99)
     q = embedder.encode_queries(["ketogenic diet and epilepsy", "T cell exhaustion in tumors"]).vectors
-    scores, ids = ds.search(q, 20)
+    _, ids = ds.search(q, 20)
     exact = all_vectors @ q.T
     exact[ds.is_deleted(np.arange(n))] = -np.inf
     truth = np.argsort(-exact, axis=0)[:20].T
@@ -114,13 +114,16 @@ def test_duplicates_across_parts_become_tombstones(scifact_subset: dict, embedde
     assert 0 in hit[0] and not set(hit[0]) & set(range(copies.start, copies.start + copies.count))
 
 
-def test_add_and_delete_on_a_global_ivfpq_index(scifact_subset: dict, embedder, tmp_path: Path) -> None:
-    cfg = DatastoreConfig(part_papers=40, index="ivfpq", ivfpq=IVFPQConfig(nlist=4, m=8, nbits=4, nprobe=4, rescore=100))
+@pytest.mark.parametrize("kind", ["ivfpq", "flat"])
+def test_add_and_delete_on_a_global_index(kind: str, scifact_subset: dict, embedder, tmp_path: Path) -> None:
+    # ivfpq through auto: ~120 abstracts are far under auto_flat_max, but flat/HNSW would not fit 0.1 MB
+    cfg = DatastoreConfig(part_papers=40, index="auto", max_index_ram_gb=1e-4 if kind == "ivfpq" else 16,
+                          ivfpq=IVFPQConfig(nlist=4, m=8, nbits=4, nprobe=4, rescore=100))
     first = sorted(scifact_subset["docs"])[:120]
     root = tmp_path / "ds"
     DatastoreBuilder(embedder, cfg, progress=False).build([str(jsonl(tmp_path / "a.jsonl", docs_of(scifact_subset, first)))], root)
     before = read_manifest(root)
-    assert before.index is not None and before.index.kind == "ivfpq" and len(before.parts) == 3
+    assert before.index is not None and before.index.kind == kind and len(before.parts) == 3
     old_parts = {p.name: p.files for p in before.parts}
     new_ids = sorted(scifact_subset["docs"])[120:150]
     more = jsonl(tmp_path / "more.jsonl", docs_of(scifact_subset, new_ids + first[:2]))  # 2 already present
@@ -128,6 +131,13 @@ def test_add_and_delete_on_a_global_ivfpq_index(scifact_subset: dict, embedder, 
     assert report.parts_written == 1 and report.added == (before.passages, report.manifest.passages)
     after = Datastore.open(root, verify="full")
     assert {p.name: p.files for p in after.manifest.parts[:3]} == old_parts, "existing parts untouched"
+    if kind == "ivfpq":  # no retraining: same codebook; old segments not rewritten (same stamps)
+        old_index = {r: s for r, s in before.files.items() if r.startswith("index/") and not r.endswith("index.json")}
+        assert len(old_index) >= 3
+        assert {r: after.manifest.files[r].sha256 for r in old_index} == {r: s.sha256 for r, s in old_index.items()}
+        segments = {r: s for r, s in old_index.items() if "seg-" in r}
+        assert segments and {r: after.manifest.files[r] for r in segments} == segments
+        assert len(after.manifest.files) > len(before.files), "the new passages went into a new segment"
     assert after.manifest.index.ntotal == after.manifest.passages
     assert after.manifest.duplicates >= 2 and len(after) == after.manifest.passages - after.manifest.duplicates
     assert {p.paper_id for p in after.iter_passages()} == set(first) | set(new_ids)
@@ -185,3 +195,33 @@ def test_format_1_datastore_is_refused_with_a_rebuild_hint(tmp_path: Path) -> No
     with pytest.raises(DatastoreError, match="format 1 datastore") as exc:
         Datastore.open(root)
     assert "rebuild" in exc.value.hint and "datastore build" in exc.value.hint
+
+
+def test_an_add_that_dies_midway_is_undone_by_the_next_writer(tiny, scifact_subset: dict, embedder, tmp_path: Path) -> None:
+    from datastore.builder import build_part
+    from datastore.finalize import add_parts
+
+    root, ids = tiny
+    before = read_manifest(root)
+    cfg = DatastoreConfig(part_papers=10)
+    new_ids = sorted(scifact_subset["docs"])[30:34]
+    plan = plan_parts([str(jsonl(tmp_path / "n.jsonl", docs_of(scifact_subset, new_ids)))], cfg, first=len(before.parts))[0]
+    info = build_part(root, plan, embedder, cfg)
+    vec = root / "parts" / plan.name / "vectors.f16.npy"
+    good = vec.read_bytes()
+    vec.write_bytes(b"garbage" + good[7:])  # the add dies after growing tombstones and recording hashes
+    with pytest.raises(ValueError):
+        add_parts(root, [info], cfg, progress=False)
+    assert (root / ".pending.json").is_file() and (root / "tombstones.u8").stat().st_size > before.passages
+    with pytest.raises(DatastoreError, match="being changed by an add or delete") as exc:
+        Datastore.open(root)
+    assert exc.value.retryable
+    vec.write_bytes(good)
+    manifest = add_parts(root, [info], cfg, progress=False)  # recovers, then adds
+    assert not (root / ".pending.json").exists() and not (root / "index.old").exists()
+    assert manifest.passages == before.passages + info.count
+    assert manifest.duplicates == before.duplicates, "hashes left by the dead add are not taken for duplicates"
+    ds = Datastore.open(root, verify="full")
+    assert {p.paper_id for p in ds.iter_passages()} == set(ids) | set(new_ids)
+    _, hit = ds.search(ds.vectors([info.start]), 1)
+    assert hit[0][0] == info.start
