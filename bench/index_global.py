@@ -85,6 +85,14 @@ class AnonPeak:
                     self.peak = max(self.peak, int(line.split()[1]) * 1024)
             self._stop.wait(0.05)
 
+    def phase(self) -> int:
+        """The peak since the last call (then restart from the current value)."""
+        peak = self.peak
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                self.peak = int(line.split()[1]) * 1024
+        return peak
+
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
@@ -191,18 +199,22 @@ def stage_build(d: Path, memory_mb: int, threads: int) -> dict[str, Any]:
     want = index.training_size(n)
     sample = sample_rows([a for _, a in sources], want)
     times["sample_s"] = time.perf_counter() - t
+    phases = {"sample": poll.phase()}
     t = time.perf_counter()
     index.train(sample, n_total=n)
     del sample
     times["train_s"] = time.perf_counter() - t
+    phases["train"] = poll.phase()
     t = time.perf_counter()
     add_sources(index, sources, config, progress=True)
     times["add_s"] = time.perf_counter() - t
+    phases["add"] = poll.phase()
     t = time.perf_counter()
     files = index.save(d / "index")
     times["save_merge_s"] = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    anon_peak = poll.stop()
+    phases["save"] = poll.phase()
+    anon_peak = max(max(phases.values()), poll.stop())
     disk = sum((d / "index" / f).stat().st_size for f in files)
     tpl = index._template()
     return {
@@ -212,7 +224,7 @@ def stage_build(d: Path, memory_mb: int, threads: int) -> dict[str, Any]:
         "build_memory_mb": memory_mb, "threads": threads,
         "peak_rss_bytes": peak, "rss_before_bytes": base_rss,
         "peak_rss_bytes_per_passage": round((peak - base_rss) / n, 1),
-        "peak_anon_bytes": anon_peak, "anon_before_bytes": base_anon,
+        "peak_anon_bytes": anon_peak, "anon_before_bytes": base_anon, "peak_anon_bytes_by_phase": phases,
         "peak_anon_bytes_per_passage": round((anon_peak - base_anon) / n, 1),
         "index_disk_bytes_per_passage": round(disk / n, 1),
         "vectors_disk_bytes_per_passage": round(sum(a.nbytes for _, a in sources) / n, 1),

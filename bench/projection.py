@@ -151,6 +151,64 @@ def project(results: dict[str, Any], out: Path | None = None, n_full: int = N_FU
     return proj
 
 
+TARGET_RAM_GB = 32.0
+
+
+def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = N_FULL) -> dict[str, Any]:
+    """The imported datastore served on one node, from bench/scale_sim.py's per-passage figures.
+
+    Model: resident memory = the serving process's fixed part (measured before opening the
+    datastore) + anonymous bytes per passage x N (dense and sparse as measured; memory-mapped
+    files are page cache, not counted: they shrink under pressure). Disk = measured bytes per
+    passage x N. Import: parts at the measured rate per process (release shards are independent:
+    one process per shard in parallel), finalize linear in N after a fixed training cost. Dense
+    latency: the IVF-PQ scan grows with nprobe x N / nlist and nlist = 4 sqrt(N), so ~sqrt(N);
+    the sparse stage is scaled linearly in N (an upper bound: posting lists grow with N, WAND skips).
+    """
+    s = sim.get("serve") or dict(sim["serve_dense"], anon_bytes_per_passage_dense=sim["serve_dense"]["anon_bytes_per_passage"])
+    n = s["live_passages"]
+    base = s["rss_base"]["anon"]
+    dense_bpp = s["anon_bytes_per_passage_dense"]
+    all_bpp = s["anon_bytes_per_passage"]
+    disk = sim.get("disk_bytes_per_passage") or sim.get("disk_bytes_per_passage_after_finalize") or {}
+    grow = math.sqrt(n_full / n)
+    sparse_ms = s["sparse_stage"]["p50_ms"] if s.get("sparse_stage") else None
+    dense_ms = s["dense"]["p50_ms"]
+    rate = sim["import_parts"].get("passages_per_s_in_shards") or sim["import_parts"]["passages_per_s"]  # per process
+
+    def gb(x: float) -> float:
+        return round(x / GB, 1)
+
+    ram_dense = base + dense_bpp * n_full
+    ram_all = base + all_bpp * n_full
+    table = {
+        "reference_flat_fp32_ram_gb": gb(n_full * REF_DIM * 4),
+        "serving_ram_gb_dense": gb(ram_dense),
+        "serving_ram_gb_dense_sparse": gb(ram_all) if s.get("hybrid") else None,
+        "target_ram_gb": TARGET_RAM_GB,
+        "meets_target": (ram_all if s.get("hybrid") else ram_dense) / GB <= TARGET_RAM_GB,
+        "disk_gb": {k: gb(v * n_full) for k, v in disk.items()},
+        "import_parts_hours_one_process": round(n_full / rate / 3600, 1),
+        "import_parts_hours_16_processes": round(n_full / rate / 3600 / 16, 1),
+        "finalize_hours": round(sim["finalize"]["seconds"] * n_full / n / 3600, 1),
+        "dense_p50_ms_one_core": round(s["raw_dense"]["p50_ms"] * grow, 1),
+        "dense_pipeline_p50_ms_one_core": round(dense_ms - s["raw_dense"]["p50_ms"] + s["raw_dense"]["p50_ms"] * grow, 1),
+        "hybrid_p50_ms_one_core_upper": round(s["hybrid"]["p50_ms"] - sparse_ms - s["raw_dense"]["p50_ms"]
+                                              + s["raw_dense"]["p50_ms"] * grow + sparse_ms * n_full / n, 1)
+        if s.get("hybrid") and sparse_ms is not None else None,
+        "recall_at_10_measured": s["recall_at_10"],
+    }
+    proj = {"n_full": n_full, "measured_at": n, "load_during_run": [sim.get("load_start"), sim.get("load_end")],
+            "per_passage": {"serving_anon_dense": dense_bpp, "serving_anon_dense_sparse": all_bpp, "disk": disk,
+                            "process_base_anon_bytes": base},
+            "projection": table}
+    print(f"\nImported datastore projected to {n_full / 1e6:.0f}M passages (measured at {n:,}):")
+    for k, v in table.items():
+        print(f"  {k:38s} {v}")
+    if out is not None:
+        out.write_text(json.dumps(proj, indent=2))
+        print(f"wrote {out}")
+    return proj
 
 
 # -- the global IVF-PQ index (bench/index_global.py) -------------------------------------------
@@ -248,69 +306,10 @@ def project_global(results: dict[str, Any], out: Path | None = None, n_full: int
     return proj
 
 
-TARGET_RAM_GB = 32.0
-
-
-def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = N_FULL) -> dict[str, Any]:
-    """The imported datastore served on one node, from bench/scale_sim.py's per-passage figures.
-
-    Model: resident memory = the serving process's fixed part (measured before opening the
-    datastore) + anonymous bytes per passage x N (dense and sparse as measured; memory-mapped
-    files are page cache, not counted: they shrink under pressure). Disk = measured bytes per
-    passage x N. Import: parts at the measured rate per process (release shards are independent:
-    one process per shard in parallel), finalize linear in N after a fixed training cost. Dense
-    latency: the IVF-PQ scan grows with nprobe x N / nlist and nlist = 4 sqrt(N), so ~sqrt(N);
-    the sparse stage is scaled linearly in N (an upper bound: posting lists grow with N, WAND skips).
-    """
-    s = sim["serve"]
-    n = s["live_passages"]
-    base = s["rss_base"]["anon"]
-    dense_bpp = s["anon_bytes_per_passage_dense"]
-    all_bpp = s["anon_bytes_per_passage"]
-    disk = sim["disk_bytes_per_passage"]
-    grow = math.sqrt(n_full / n)
-    sparse_ms = s["sparse_stage"]["p50_ms"]
-    dense_ms = s["dense"]["p50_ms"]
-    rate = sim["import_parts"]["passages_per_s"]
-
-    def gb(x: float) -> float:
-        return round(x / GB, 1)
-
-    ram_dense = base + dense_bpp * n_full
-    ram_all = base + all_bpp * n_full
-    table = {
-        "reference_flat_fp32_ram_gb": gb(n_full * REF_DIM * 4),
-        "serving_ram_gb_dense": gb(ram_dense),
-        "serving_ram_gb_dense_sparse": gb(ram_all),
-        "target_ram_gb": TARGET_RAM_GB,
-        "meets_target": ram_all / GB <= TARGET_RAM_GB,
-        "disk_gb": {k: gb(v * n_full) for k, v in disk.items()},
-        "import_parts_hours_one_process": round(n_full / rate / 3600, 1),
-        "import_parts_hours_16_processes": round(n_full / rate / 3600 / 16, 1),
-        "finalize_hours": round(sim["finalize"]["seconds"] * n_full / n / 3600, 1),
-        "dense_p50_ms_one_core": round(s["raw_dense"]["p50_ms"] * grow, 1),
-        "dense_pipeline_p50_ms_one_core": round(dense_ms - s["raw_dense"]["p50_ms"] + s["raw_dense"]["p50_ms"] * grow, 1),
-        "hybrid_p50_ms_one_core_upper": round(s["hybrid"]["p50_ms"] - sparse_ms - s["raw_dense"]["p50_ms"]
-                                              + s["raw_dense"]["p50_ms"] * grow + sparse_ms * n_full / n, 1),
-        "recall_at_10_measured": s["recall_at_10"],
-    }
-    proj = {"n_full": n_full, "measured_at": n, "load_during_run": [sim.get("load_start"), sim.get("load_end")],
-            "per_passage": {"serving_anon_dense": dense_bpp, "serving_anon_dense_sparse": all_bpp, "disk": disk,
-                            "process_base_anon_bytes": base},
-            "projection": table}
-    print(f"\nImported datastore projected to {n_full / 1e6:.0f}M passages (measured at {n:,}):")
-    for k, v in table.items():
-        print(f"  {k:38s} {v}")
-    if out is not None:
-        out.write_text(json.dumps(proj, indent=2))
-        print(f"wrote {out}")
-    return proj
-
-
 if __name__ == "__main__":
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "bench" / "results" / "index_bench.json"
     data = json.loads(src.read_text())
-    if "serve" in data and "import_parts" in data:  # a bench/scale_sim.py result
+    if "import_parts" in data and ("serve" in data or "serve_dense" in data):  # a bench/scale_sim.py result
         project_service(data, src.parent / "projection_import.json")
     elif "serve" in data:  # a bench/index_global.py run
         project_global(data, src.parent / "projection_global.json")

@@ -13,7 +13,7 @@ from cli.common import err, out, print_json, settings
 from datastore.builder import BuildReport, tombstone_papers
 from datastore.errors import ScholarError
 from datastore.integrity import check_files, scrub
-from datastore.manifest import read_manifest
+from datastore.manifest import FORMAT_VERSION, read_manifest
 from openscholar.components import default_sources
 
 app = typer.Typer(help="Build, inspect, extend, prune and verify datastores.", no_args_is_help=True)
@@ -72,12 +72,31 @@ def build(
     if parts:
         ds_cfg.part_papers = parts_for(specs, ds_cfg, parts)
     root = (out_dir or s.datastore_path).expanduser()
+    if default and out_dir is None:
+        _move_old_format_aside(root)
     t0 = time.perf_counter()
     builder = make_builder(s, ds_cfg, workers, progress=progress)
     report = builder.build(specs, root)
     _report(report, time.perf_counter() - t0)
     report_workers(builder, report)
     _after_change(ctx, root, added=report.added)
+
+
+def _move_old_format_aside(root: Path) -> None:
+    """The default datastore is a cache: one of an older format is renamed (kept), not refused, so that
+    `make demo` rebuilds it. Any other directory is left to the build's own checks."""
+    import json
+
+    try:
+        version = json.loads((root / "manifest.json").read_text()).get("format_version")
+    except (OSError, ValueError, AttributeError):
+        return
+    if version is not None and version != FORMAT_VERSION:
+        aside = root.with_name(f"{root.name}.format{version}")
+        if not aside.exists():
+            root.rename(aside)
+            err.print(f"{root} held a format {version} datastore: moved to {aside}; building format {FORMAT_VERSION}",
+                      highlight=False)
 
 
 @app.command("add")

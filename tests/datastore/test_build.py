@@ -156,3 +156,19 @@ def test_cli_info_search_add_delete(scifact_subset: dict, tmp_path: Path) -> Non
     assert hits[0]["paper_id"] in ids[1:]
     missing = _cli("search", "x", "--datastore", str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode == 2 and "no datastore at" in missing.stderr and "hint" in missing.stderr
+
+
+def test_default_build_moves_a_format_1_cache_aside(tmp_path: Path) -> None:
+    from cli.commands.datastore_cmd import _move_old_format_aside
+
+    old = tmp_path / "datastore"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({"format_version": 1, "shards": []}))
+    (old / "shard-00000").mkdir()
+    _move_old_format_aside(old)
+    assert not old.exists() and (tmp_path / "datastore.format1" / "shard-00000").is_dir()
+    current = tmp_path / "current"
+    current.mkdir()
+    (current / "manifest.json").write_text(json.dumps({"format_version": 2}))
+    _move_old_format_aside(current)
+    assert (current / "manifest.json").is_file(), "a format 2 datastore stays where it is"
