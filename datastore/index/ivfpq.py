@@ -171,8 +171,8 @@ class IVFPQIndex:
         template = self._template()
         # FAISS encodes a batch through an (n x 2^nbits x m) float table: 49 KB per 768-d vector at
         # m 48, 1.6 GB for its internal 32k-row blocks. Feed it rows that keep the table within an
-        # eighth of memory_mb (measured, bench/index_global.py at 1M: the add phase's anonymous peak fell from 1.34 GB to 0.29 GB
-        # at memory_mb 512).
+        # eighth of memory_mb (bench/index_global.py, 1M, memory_mb 512: add-phase anonymous peak
+        # 1.34 GB -> 0.29 GB).
         rows = max(256, (self.memory_mb * 2**20 // 8) // (2 ** int(template.pq.nbits) * int(template.pq.M) * 4))
         for lo in range(0, len(x), rows):
             if self._block is None:
