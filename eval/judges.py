@@ -77,11 +77,12 @@ class AttrScoreJudge:
 
 
 def build_attribution_judge(settings: Any, name: str | None = None, *, llm: Any = None) -> Any:
-    """The judge named ``name`` (default ``settings.eval.judge``): 'default'/'trained', 'llm',
-    'lexical', or a Hugging Face model id of the attrscore family (contains '/')."""
+    """The judge named ``name`` (default ``settings.eval.judge``): 'default' (the product's configured
+    ``citations.judge``, stacked unless changed), one of PROJECT_JUDGES, or a Hugging Face model id of
+    the attrscore family (contains '/')."""
     name = name or getattr(getattr(settings, "eval", None), "judge", None) or "default"
     if name == "default":
-        name = "trained"
+        name = settings.citations.judge
     if "/" in name:
         return AttrScoreJudge(name)
     if name not in PROJECT_JUDGES:

@@ -119,6 +119,23 @@ def test_worker_killed_mid_job_loses_nothing(stub_service: dict) -> None:
     a.start()  # leave two workers for later tests
 
 
+def test_an_empty_or_garbled_answer_is_a_failure_with_a_reason(stub_service: dict) -> None:
+    c: Client = stub_service["client"]
+    try:
+        for reply, reason in (("", "empty answer"), ("%%% ### 123 !!! 456 ??? 789", "no words")):
+            stub_service["stub"].reply = reply
+            resp = c.post("/v1/answer", json={"question": "Does aspirin prevent heart attacks?",
+                                              "options": {"feedback": False}})
+            assert resp.status_code == 422, resp.text
+            assert reason in resp.json()["message"] and "Traceback" not in resp.text
+            job = c.get(f"/v1/jobs/{resp.headers['X-Job-Id']}").json()
+            assert job["status"] == "failed" and job["error"]["error"] == "UnusableAnswer" and job["result"] is None
+    finally:
+        stub_service["stub"].reply = None
+
+
+# Last in the file: create_app() configures the process-wide Celery app, so after this test the
+# in-process API of `stub_service` would publish to the private Redis this test stops.
 @pytest.mark.slow
 def test_redis_restart_during_a_batch(small_datastore: Path, tmp_path: Path) -> None:
     """A private Redis on its own port (never the shared one) is stopped mid-batch and restarted."""
@@ -171,18 +188,3 @@ def test_redis_restart_during_a_batch(small_datastore: Path, tmp_path: Path) -> 
         stub.stop()
         redis_proc.terminate()
         redis_proc.wait(10)
-
-
-def test_an_empty_or_garbled_answer_is_a_failure_with_a_reason(stub_service: dict) -> None:
-    c: Client = stub_service["client"]
-    try:
-        for reply, reason in (("", "empty answer"), ("%%% ### 123 !!! 456 ??? 789", "no words")):
-            stub_service["stub"].reply = reply
-            resp = c.post("/v1/answer", json={"question": "Does aspirin prevent heart attacks?",
-                                              "options": {"feedback": False}})
-            assert resp.status_code == 422, resp.text
-            assert reason in resp.json()["message"] and "Traceback" not in resp.text
-            job = c.get(f"/v1/jobs/{resp.headers['X-Job-Id']}").json()
-            assert job["status"] == "failed" and job["error"]["error"] == "UnusableAnswer" and job["result"] is None
-    finally:
-        stub_service["stub"].reply = None
