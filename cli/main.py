@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import typer
@@ -75,6 +76,9 @@ def root(
 
 def main() -> None:
     """Console script: domain errors become a message, a hint and exit status 2 (no traceback)."""
+    # transformers 5 deprecates an attribute that peft still reads on every adapter load (reranker,
+    # experts, judges): a library-internal FutureWarning a user can do nothing about.
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     try:
         app()
     except ScholarError as exc:

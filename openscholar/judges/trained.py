@@ -10,6 +10,8 @@ figures. A copy ships in ``openscholar/judges/artifacts/support-3way``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +50,12 @@ def load_trained(path: Path) -> tuple[Any, Any, dict[str, Any]]:
     labels = list(manifest.get("labels", LABELS))
     base = resolve_model_path(manifest.get("base_model", BASE_MODEL))
     tokenizer = AutoTokenizer.from_pretrained(base)
-    net = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-    net = PeftModel.from_pretrained(net, str(path)).merge_and_unload()
+    # The base checkpoint has no classifier, so transformers logs a "MISSING classifier" load report and
+    # peft a FutureWarning; the adapter then supplies the trained head. Neither is news to a user.
+    with _quiet_transformers():
+        net = AutoModelForSequenceClassification.from_pretrained(
+            base, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+        net = PeftModel.from_pretrained(net, str(path)).merge_and_unload()
     net.eval()
     return net, tokenizer, manifest
 
@@ -78,3 +83,20 @@ class TrainedJudge(NLIJudge):
     def _load(self) -> tuple[Any, Any]:
         net, tokenizer, self.manifest = load_trained(self.path)
         return net, tokenizer
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Transformers' load report and deprecation warnings off while the judge loads."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
