@@ -155,14 +155,16 @@ class Answer(BaseModel):
 
     # -- renderings -----------------------------------------------------------------------
     def reference_numbers(self) -> dict[int, int]:
-        """Reference id -> the number shown to people: 1, 2, ... in order of first citation."""
+        """Reference id -> the number shown to people: 1, 2, ... in order of first citation. Passages of
+        one paper share its number (people cite papers; JSON keeps the passage ids)."""
         order = [int(n) for group in _CITE.findall(self.text) for n in re.split(r"\s*[,;]\s*", group)]
-        cited = {r.id for r in self.references}
+        paper = {r.id: _bibkey(r) for r in self.references}
         marks = [c for s in self.sentences for c in s.contradicted_by]
         numbers: dict[int, int] = {}
+        by_paper: dict[str, int] = {}
         for n in [*order, *marks, *(r.id for r in self.references)]:
-            if n in cited and n not in numbers:
-                numbers[n] = len(numbers) + 1
+            if n in paper and n not in numbers:
+                numbers[n] = by_paper.setdefault(paper[n], len(by_paper) + 1)
         return numbers
 
     def marked_text(self) -> str:
@@ -180,13 +182,17 @@ class Answer(BaseModel):
 
         def renumber(m: re.Match[str]) -> str:
             ids = [int(n) for n in re.split(r"\s*[,;]\s*", m.group(1))]
-            return "".join(f"[{numbers[i]}]" for i in ids if i in numbers)
+            shown = dict.fromkeys(numbers[i] for i in ids if i in numbers)  # one mark per paper
+            return "".join(f"[{k}]" for k in shown)
 
-        lines = [_CITE.sub(renumber, self.marked_text()).strip(), ""]
-        refs = sorted((r for r in self.references if r.id in numbers), key=lambda r: numbers[r.id])
+        text = re.sub(r"(\[\d+\])(?:\1)+", r"\1", _CITE.sub(renumber, self.marked_text()))
+        lines = [text.strip(), ""]
+        refs: dict[int, Reference] = {}
+        for ref in sorted((r for r in self.references if r.id in numbers), key=lambda r: (numbers[r.id], r.id)):
+            refs.setdefault(numbers[ref.id], ref)
         if refs:
             lines += ["## References", ""]
-            lines += [f"[{numbers[r.id]}] {format_reference(r)}" for r in refs]
+            lines += [f"[{num}] {format_reference(ref)}" for num, ref in refs.items()]
         return "\n".join(lines).rstrip() + "\n"
 
     def to_bibtex(self) -> str:

@@ -122,6 +122,18 @@ def test_rules_unsupported_sentences_are_marked_in_markdown():
     assert "[1] Aspirin and colorectal cancer." in md and "[0]" not in md
 
 
+def test_passages_of_one_paper_share_its_reference_number():
+    from openscholar.answer import Answer
+
+    second = ASPIRIN.model_copy(update={"id": 2, "passage_id": 12, "text": "Gastrointestinal bleeding rose."})
+    answer = Answer(question="q", text="Aspirin cut colorectal cancer [2]. Statins helped [1]. Both [0][2].",
+                    references=[ASPIRIN, STATINS, second])
+    md = answer.to_markdown()
+    assert "Aspirin cut colorectal cancer [1]. Statins helped [2]. Both [1]." in md, md
+    assert md.count("Aspirin and colorectal cancer") == 1 and "[2] Statin therapy in older adults" in md
+    assert answer.reference_numbers() == {2: 1, 1: 2, 0: 1}
+
+
 def test_llm_judge_reads_three_way_replies():
     llm = ScriptedLLM(["Supports.", "No.", "Contradicts", "maybe"])
     judge = LLMJudge(llm)
