@@ -257,6 +257,20 @@ def faiss_read(path: Path, flags: int = 0) -> Any:
         raise DatastoreCorrupted(f"index file {path} is unreadable ({exc})", hint="rebuild the index") from exc
 
 
+def read_index_file(directory: Path, file: str, kind: str, dim: int, *, mmap: bool) -> Any:
+    """A one-file FAISS index (flat, HNSW) of ``kind`` and ``dim`` from ``directory``, memory-mapped when
+    asked; a wrong kind or dim is refused with a hint."""
+    directory = Path(directory)
+    if (directory / META).exists():
+        meta = read_meta(directory)
+        if meta.get("kind") != kind:
+            raise DatastoreError(f"{directory} holds a {meta.get('kind')} index, not {kind}", hint="use load_index()")
+    index = faiss_read(directory / file, faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+    if index.d != dim:
+        raise DatastoreError(f"index in {directory} has dim {index.d}, expected {dim}", hint="rebuild the index")
+    return index
+
+
 def dot_rows(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """``rows @ query`` in fp32 for fp16 (or fp32) rows.
 
@@ -271,18 +285,3 @@ def dot_rows(rows: np.ndarray, query: np.ndarray) -> np.ndarray:
             return np.asarray(rows, dtype=np.float32) @ query
         return (torch.from_numpy(np.ascontiguousarray(rows)).float() @ torch.from_numpy(query)).numpy()
     return np.asarray(rows, dtype=np.float32) @ query
-
-
-# -- compatibility with the per-shard code (datastore/shard.py, builder.py) until ds-store's rewrite lands --
-def index_class(kind: str) -> type:
-    """Deprecated: use ``datastore.index.registry.INDEXES.get(kind)``."""
-    from datastore.index.registry import index_class as _index_class
-
-    return _index_class(kind)
-
-
-def known_kinds() -> list[str]:
-    """Deprecated: use ``datastore.index.registry.known_kinds()``."""
-    from datastore.index.registry import known_kinds as _known_kinds
-
-    return _known_kinds()

@@ -24,7 +24,7 @@ from datastore.index.base import (
     clean,
     empty_result,
     faiss_read,
-    read_meta,
+    read_index_file,
     write_meta,
 )
 
@@ -103,13 +103,7 @@ class FlatIndex:
         **_: Any,
     ) -> FlatIndex:
         path = Path(directory) / cls.FILE
-        if (Path(directory) / "index.json").exists():
-            meta = read_meta(Path(directory))
-            if meta.get("kind") != cls.kind:
-                raise DatastoreError(f"{directory} holds a {meta.get('kind')} index, not flat", hint="use load_index()")
-        index = faiss_read(path, faiss.IO_FLAG_MMAP_IFC if mmap else 0)
-        if index.d != dim:
-            raise DatastoreError(f"index in {directory} has dim {index.d}, expected {dim}", hint="rebuild the index")
+        index = read_index_file(directory, cls.FILE, cls.kind, dim, mmap=mmap)
         return cls(dim, index=index, path=path if mmap else None)
 
     @property

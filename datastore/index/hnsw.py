@@ -13,7 +13,6 @@ import faiss
 import numpy as np
 
 from datastore.config import HNSWConfig
-from datastore.errors import DatastoreError
 from datastore.index.base import (
     Exclusion,
     VectorSource,
@@ -24,7 +23,7 @@ from datastore.index.base import (
     clean,
     empty_result,
     faiss_read,
-    read_meta,
+    read_index_file,
     write_meta,
 )
 from datastore.index.flat import check_sequential
@@ -114,13 +113,7 @@ class HNSWIndex:
         **_: Any,
     ) -> HNSWIndex:
         path = Path(directory) / cls.FILE
-        if (Path(directory) / "index.json").exists():
-            meta = read_meta(Path(directory))
-            if meta.get("kind") != cls.kind:
-                raise DatastoreError(f"{directory} holds a {meta.get('kind')} index, not hnsw", hint="use load_index()")
-        index = faiss_read(path, faiss.IO_FLAG_MMAP_IFC if mmap else 0)
-        if index.d != dim:
-            raise DatastoreError(f"index in {directory} has dim {index.d}, expected {dim}", hint="rebuild the index")
+        index = read_index_file(directory, cls.FILE, cls.kind, dim, mmap=mmap)
         return cls(dim, config, index, path=path if mmap else None)
 
     @property

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import REPO, environ, load, redis_available
+from tests.api.conftest import REPO, WorkerProcess, environ, load, redis_available
 from tests.conftest import SCIFACT
 
 REDIS_URL = "redis://127.0.0.1:6379/12"  # ds-dist's database: the answer tests use 13
@@ -36,23 +36,14 @@ WHEN = {"mtime_ns", "created_at", "updated_at", "checksum"}
 pytestmark = pytest.mark.redis
 
 
-class BuildWorker:
+class BuildWorker(WorkerProcess):
     """One `openscholar worker --queues build` subprocess (solo pool: it builds parts in its main process;
-    prefork: in ``concurrency`` pool processes)."""
+    prefork: in ``concurrency`` pool processes). Ready once Celery says so: a build worker warms no engine."""
 
     def __init__(self, env: dict[str, str], log_path: Path, name: str, pool: str = "solo", concurrency: int = 1) -> None:
-        self.name, self.log_path = name, log_path
-        self.cmd = [sys.executable, "-m", "cli", "worker", "--queues", "build", "--pool", pool, "-c", str(concurrency),
-                    "-n", f"{name}@%h", "--log-level", "INFO"]
-        self.env = {**os.environ, **env, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                    "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> BuildWorker:
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(["nice", "-n", "10", *self.cmd], cwd=REPO, env=self.env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        return self
+        super().__init__({**env, "PYTHONPATH": str(REPO)}, log_path, name, concurrency)
+        self.cmd = ["nice", "-n", "10", sys.executable, "-m", "cli", "worker", "--queues", "build", "--pool", pool,
+                    "-c", str(concurrency), "-n", f"{name}@%h", "--log-level", "INFO"]
 
     def wait_ready(self, timeout: float = 180) -> BuildWorker:
         deadline = time.monotonic() + timeout
@@ -69,22 +60,6 @@ class BuildWorker:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
-
-    def kill(self) -> None:
-        """SIGKILL the worker's whole process group, as a machine that dies would."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if hasattr(self, "_log"):
-            self._log.close()
 
 
 def sha256(path: Path) -> str:
