@@ -158,13 +158,18 @@ def select_evidence(question: str, refs: Sequence[Reference], scorer: QuoteScore
     picked = mmr_select(logits[top], sim, [paper_key(c.reference) for c in pool], k=k, per_paper=per_paper, lam=lam)
     evidence = [Evidence(reference=pool[i].reference.id, start=pool[i].start, end=pool[i].end, quote=pool[i].quote,
                          score=round(_sigmoid(float(logits[top][i])), 4)) for i in picked]
-    sections = themed_sections(evidence, sim[np.ix_(picked, picked)], question, threshold=section_similarity)
+    titles = {r.id: r.title for r in refs}
+    sections = themed_sections(evidence, sim[np.ix_(picked, picked)], question, threshold=section_similarity,
+                               paper_titles=titles)
     return evidence, sections
 
 
-def themed_sections(evidence: list[Evidence], sim: np.ndarray, question: str, *, threshold: float) -> list[Section]:
+def themed_sections(evidence: list[Evidence], sim: np.ndarray, question: str, *, threshold: float,
+                    paper_titles: dict[int, str] | None = None) -> list[Section]:
     """Quotes clustered by similarity (average link to a section's quotes >= ``threshold``; leader
-    clustering in relevance order); sections ordered by their best quote, titled by their words."""
+    clustering in relevance order); sections ordered by their best quote, titled by the terms their
+    quotes share (`section_title`), else by the best quote's paper title (``paper_titles``: reference id
+    -> title)."""
     groups: list[list[int]] = []
     for i in sorted(range(len(evidence)), key=lambda i: -evidence[i].score):
         best, best_sim = None, threshold
@@ -181,19 +186,46 @@ def themed_sections(evidence: list[Evidence], sim: np.ndarray, question: str, *,
     for n, members in enumerate(groups):
         for i in members:
             evidence[i].section = n
-        sections.append(Section(title=_title([evidence[i].quote for i in members], asked), evidence=members))
+        best_paper = (paper_titles or {}).get(evidence[members[0]].reference, "")
+        sections.append(Section(title=section_title([evidence[i].quote for i in members], asked, best_paper),
+                                evidence=members))
     return sections
 
 
-def _title(quotes: list[str], asked: set[str], words: int = 3) -> str:
-    """The words the section's quotes share most, the question's words excluded."""
+_TOKEN = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]|[a-z]")
+
+
+def section_title(quotes: list[str], asked: set[str], paper_title: str = "", terms: int = 3) -> str:
+    """A section's title: up to ``terms`` terms that at least two of its quotes share (two-word phrases
+    before single words, a word inside a chosen phrase not repeated), the question's own words and
+    bare numbers left out. A section with no shared term (one quote, or quotes that only share the
+    question's words) is named after its best quote's paper, shortened; without one, "Evidence"."""
     counts: dict[str, int] = {}
     for q in quotes:
-        for w in content_words(q) - asked:
-            if not w.isdigit():
-                counts[w] = counts.get(w, 0) + 1
-    top = sorted(counts, key=lambda w: (-counts[w], w))[:words]
-    return ", ".join(top).capitalize() if top else "Evidence"
+        # one slot per token, "" for a word that may not be in a title, so phrases never span it
+        words = [t if t in content_words(t) and t not in asked else "" for t in _TOKEN.findall(q.lower())]
+        found = {w for w in words if w}
+        found |= {f"{a} {b}" for a, b in zip(words, words[1:]) if a and b and a != b}
+        for term in found:
+            counts[term] = counts.get(term, 0) + 1
+    shared = sorted((t for t in counts if counts[t] >= 2), key=lambda t: (-counts[t], -t.count(" "), -len(t), t))
+    picked: list[str] = []
+    for term in shared:
+        clash = [i for i, p in enumerate(picked) if set(term.split(" ")) & set(p.split(" "))]
+        if not clash:
+            picked.append(term)
+        elif " " in term and all(" " not in picked[i] for i in clash):
+            picked[clash[0]] = term  # the phrase replaces its own words
+            picked = [p for i, p in enumerate(picked) if i not in clash[1:]]
+        if len(picked) == terms:
+            break
+    if picked:
+        return ", ".join(picked).capitalize()
+    words = paper_title.split()
+    if words:
+        short = " ".join(words[:8]).rstrip(".:;,")
+        return short + ("…" if len(words) > 8 else "")
+    return "Evidence"
 
 
 def quote_fidelity(evidence: Sequence[Evidence], references: dict[int, Reference]) -> float:
@@ -211,7 +243,7 @@ def papers_of(evidence: Sequence[Evidence], references: dict[int, Reference]) ->
 
 
 __all__ = ["Candidate", "QuoteScorer", "TextEmbedder", "candidates", "mmr_select", "paper_key", "papers_of",
-           "quote_fidelity", "score_by_length", "select_evidence", "shortlist", "themed_sections"]
+           "quote_fidelity", "score_by_length", "section_title", "select_evidence", "shortlist", "themed_sections"]
 
 
 

@@ -83,7 +83,7 @@ def compose(task: str, evidence: list[Evidence], sections: list[Section],
                                   status="supported" if deciding else "unsupported", paragraph=0))
     for section in sections:
         p = len(paragraphs)
-        body = [f"**{section.title}.**"]
+        body = [f"**{section.title}{'' if section.title.endswith(('.', '?', '!', '…')) else '.'}**"]
         for i in section.evidence:
             e = evidence[i]
             body.append(f"\u201c{e.quote}\u201d [{e.reference}]")

@@ -106,7 +106,8 @@ def _summary(step: str, d: dict[str, Any], started: bool = False) -> str:
                 f"contradicted of {d.get('sentences', 0)} sentences; {d.get('removed', 0)} citations removed{added_text}")
     if step == "evidence":
         verdict = f"; verdict: {d['verdict']}" if d.get("verdict") else ""
-        return f"{d.get('quotes', 0)} quotes from {d.get('papers', 0)} papers in {d.get('sections', 0)} sections{verdict}"
+        counts = [_count(d.get(key, 0), key[:-1]) for key in ("quotes", "papers", "sections")]
+        return f"{counts[0]} from {counts[1]} in {counts[2]}{verdict}"
     return ""
 
 
@@ -183,3 +184,7 @@ def ask(
 
 def register(app: typer.Typer, groups: dict[str, typer.Typer]) -> None:
     app.command("ask")(ask)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from openscholar.answer import Reference
-from openscholar.evidence import candidates, mmr_select, quote_fidelity, score_by_length, select_evidence, shortlist
+from openscholar.evidence import (candidates, mmr_select, quote_fidelity, score_by_length, section_title, select_evidence,
+                                  shortlist)
+from openscholar.judges.lexical import content_words
 from openscholar.sentences import sentence_spans
 from openscholar.verdict import statement_of
 from tests.conftest import SCIFACT
@@ -139,3 +141,27 @@ def test_references_numbered_from_one_with_authors_year_venue():
     bib = answer.to_bibtex()
     assert "@article{p7," in bib and "journal = {Lancet}" in bib and "author = {A. One and B. Two and C. Three and D. Four}" in bib
     assert answer.model_dump(mode="json")["references"][0]["id"] == 7  # JSON keeps the stable ids
+
+
+def test_section_titles_name_what_the_quotes_share_else_the_paper():
+    asked = content_words("Does vitamin D supplementation improve bone mineral density?")
+    quotes = ["Risedronate reduced vertebral fractures by 41% in three years.",
+              "Vertebral fractures were fewer with daily calcium and risedronate.",
+              "Bone mineral density rose at the hip."]
+    # the phrase both quotes share leads; its words are not repeated; the question's words never appear
+    assert section_title(quotes, asked) == "Vertebral fractures, risedronate"
+    # one quote shares nothing with another: the title is its paper's, shortened
+    assert section_title(["Bone mineral densitometry has become more widely available."], asked,
+                         "Clinical use of bone densitometry: a scientific review of practice in older women") == \
+        "Clinical use of bone densitometry: a scientific review…"
+    assert section_title(["Vitamin D improves bone mineral density."], asked) == "Evidence"
+
+
+def test_select_evidence_titles_sections_from_their_quotes_or_papers(quote_scorer):
+    question = "Does vitamin D supplementation improve bone mineral density?"
+    evidence, sections = select_evidence(question, BONE, quote_scorer, k=3, per_paper=1)
+    for section in sections:
+        if len(section.evidence) == 1:
+            assert section.title == BONE[evidence[section.evidence[0]].reference].title
+        else:
+            assert section.title and not (content_words(section.title) & content_words(question))
