@@ -11,6 +11,7 @@ never a paraphrase. Ai2 ScholarQA extracts quotes with a large LLM; this needs n
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -205,7 +206,7 @@ def section_title(quotes: list[str], asked: set[str], paper_title: str = "", ter
         # one slot per token, "" for a word that may not be in a title, so phrases never span it
         words = [t if t in content_words(t) and t not in asked else "" for t in _TOKEN.findall(q.lower())]
         found = {w for w in words if w}
-        found |= {f"{a} {b}" for a, b in zip(words, words[1:]) if a and b and a != b}
+        found |= {f"{a} {b}" for a, b in itertools.pairwise(words) if a and b and a != b}
         for term in found:
             counts[term] = counts.get(term, 0) + 1
     shared = sorted((t for t in counts if counts[t] >= 2), key=lambda t: (-counts[t], -t.count(" "), -len(t), t))

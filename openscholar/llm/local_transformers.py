@@ -7,10 +7,14 @@ load; ``export_model`` saves that result as a plain checkpoint (e.g. for ``trans
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +65,8 @@ def load_model(model: str, threads: int = 0) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
+        with _gguf_progress(shown=sys.stderr.isatty()):
+            lm = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs)
     except OSError as exc:
         raise LLMError(
             f"cannot load the local model {model!r} ({exc})",
@@ -70,6 +75,32 @@ def load_model(model: str, threads: int = 0) -> tuple[Any, Any]:
         ) from exc
     lm.eval()
     return tokenizer, lm
+
+
+@contextmanager
+def _gguf_progress(shown: bool) -> Iterator[None]:
+    """Transformers' loading bars only on a terminal: in a log each is hundreds of carriage returns.
+    The GGUF conversion bar is a plain ``tqdm`` that ``disable_progress_bar`` does not reach."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # pragma: no cover - an older transformers without GGUF support
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if shown or bar is None:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    hf_logging.disable_progress_bar()  # "Loading weights" too
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def export_model(target: str | Path, model: str = SMOLLM2_ID) -> Path:

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from openscholar.answer import Reference
-from openscholar.evidence import (candidates, mmr_select, quote_fidelity, score_by_length, section_title, select_evidence,
-                                  shortlist)
+from openscholar.evidence import (
+    candidates,
+    mmr_select,
+    quote_fidelity,
+    score_by_length,
+    section_title,
+    select_evidence,
+    shortlist,
+)
 from openscholar.judges.lexical import content_words
 from openscholar.sentences import sentence_spans
 from openscholar.verdict import statement_of

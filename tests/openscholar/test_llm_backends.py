@@ -243,3 +243,15 @@ def test_unknown_backend_lists_the_known_ones():
     with pytest.raises(UnknownName) as exc:
         build_llm(cfg)
     assert "openai" in exc.value.hint and "transformers" in exc.value.hint and "scripted" in exc.value.hint
+
+
+def test_loading_the_packaged_gguf_prints_no_progress_bars_into_a_log():
+    """Off a terminal (a server's or worker's log) the GGUF conversion and weight-loading bars stay off."""
+    code = ("from openscholar.llm.local_transformers import SMOLLM2_ID, load_model\n"
+            "tokenizer, lm = load_model(SMOLLM2_ID)\n"
+            "print(type(lm).__name__)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "LlamaForCausalLM"
+    assert "GGUF tensors" not in proc.stderr and "Loading weights" not in proc.stderr, proc.stderr[-500:]
