@@ -230,7 +230,7 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[200_000, 1_000_000])
     ap.add_argument("--heaps", nargs="+", default=["none", "512", "256"], help="MB, or none (the JVM default)")
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--scratch", type=Path, default=Path("/work/tmp-lucene-heap"))

@@ -100,12 +100,12 @@ class SparseConfig(StrictModel):
         1, ge=1, description="Threads Lucene uses to index (a build or an add) and to search a batch."
     )
     lucene_heap_mb: int | None = Field(
-        512,
+        256,
         ge=32,
         description="Max Java heap (-Xmx, MB) of the JVM that a serving process (API server, worker) starts "
-        "for Lucene; the index itself is memory-mapped (page cache), not on this heap. None: the JVM default, "
-        "1/4 of RAM, which the heap grows towards. Fixed when the JVM starts (once per process): a change "
-        "needs a restart.",
+        "for Lucene; the index itself is memory-mapped (page cache), not on this heap (its live objects "
+        "after a GC: ~8 MB at 1M passages). None: the JVM default, 1/4 of RAM, which the heap grows "
+        "towards. Fixed when the JVM starts (once per process): a change needs a restart.",
     )
     lucene_index_heap_mb: int | None = Field(
         2048,
