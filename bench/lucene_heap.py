@@ -13,6 +13,7 @@ index's measured anonymous bytes per passage and evaluates at 10M and 237M passa
 Run: nice -n 10 python bench/lucene_heap.py --sizes 200000 1000000 --heaps none 1024 512 256 128 64
      [--scratch /work/tmp-lucene-heap] [--queries 10000] [--build-size 200000 --build-heaps none 2048 512]
 A missing index is built with `sparse_scale.py build lucene` first (kept for the next run).
+``--concurrent T --sizes`` (no size: 1M) runs T query threads on one JVM per heap (k = 100).
 ``--build-size`` also times fresh builds under several index heaps (`sparse.lucene_index_heap_mb`;
 Lucene's indexing buffer is 1/8 of the heap), one process each.
 """
@@ -108,6 +109,50 @@ def phase_serve(directory: Path, heap: str, n_queries: int) -> dict[str, Any]:
         "anon_after_jvm": serving["anonymous"] - jvm["anonymous"],
         "file_rss": serving["file"],
         "trace": trace,
+        "load": [load0, load()],
+    }
+
+
+def phase_concurrent(directory: Path, heap: str, threads: int, n_queries: int) -> dict[str, Any]:
+    """``threads`` Python threads searching one JVM at once (pyjnius lets Java calls run in
+    parallel: 2 threads gave 1.98x the queries/s of one here), k = 100: the heap a busy server needs."""
+    import threading
+
+    from retriever.sparse.lucene_backend import _autoclass, open_searcher, search_index, start_jvm
+
+    qs = queries(n_queries + 50, vocabulary(), _cdf())
+    no_jvm = memory()["anonymous"]
+    start_jvm(None if heap == "none" else int(heap))
+    searcher = open_searcher(directory / "index", 0.9, 0.4)
+    for q in qs[:50]:
+        search_index(searcher, [q], 10)
+    lat: list[float] = []
+
+    def run(part: list[str]) -> None:
+        for q in part:
+            t = time.perf_counter()
+            search_index(searcher, [q], 100)
+            lat.append((time.perf_counter() - t) * 1000)
+
+    workers = [threading.Thread(target=run, args=(qs[50 + i :: threads],)) for i in range(threads)]
+    t0, load0 = time.perf_counter(), load()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    wall = time.perf_counter() - t0
+    runtime = _autoclass("java.lang.Runtime").getRuntime()
+    lat_a = np.asarray(lat)
+    return {
+        "heap_setting_mb": None if heap == "none" else int(heap),
+        "threads": threads,
+        "k": 100,
+        "queries": len(lat),
+        "queries_per_s": round(len(lat) / wall, 1),
+        "p50_ms": round(float(np.percentile(lat_a, 50)), 2),
+        "p99_ms": round(float(np.percentile(lat_a, 99)), 2),
+        "heap_committed": int(runtime.totalMemory()),
+        "anon_total": memory()["anonymous"] - no_jvm,
         "load": [load0, load()],
     }
 
@@ -238,6 +283,7 @@ def main() -> None:
     ap.add_argument("--build-size", type=int, default=0, help="also time fresh builds of this many passages (0: none)")
     ap.add_argument("--build-heaps", nargs="+", default=["none", "2048", "512"], help="index heaps (MB) of those builds")
     ap.add_argument("--reproject", action="store_true", help="only recompute the fits and projection of the saved rows")
+    ap.add_argument("--concurrent", type=int, default=0, help="also run this many query threads on one JVM at the largest size, per heap")
     args = ap.parse_args()
     saved = json.loads(args.out.read_text()) if args.out.is_file() else {}
     rows: list[dict[str, Any]] = saved.get("rows", [])
@@ -271,6 +317,16 @@ def main() -> None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2))
             print(table(rows), flush=True)
+    if args.concurrent:
+        n = max(args.sizes) if args.sizes else 1_000_000
+        directory = ensure_index(args.scratch, n)
+        conc = []
+        for heap in args.heaps:
+            print(f"[{time.strftime('%H:%M:%S')}] {args.concurrent} threads N={n:,} heap={heap} (load {load()})", flush=True)
+            conc.append({"n": n, **_child("concurrent", str(directory), heap, str(args.concurrent), str(args.queries))})
+            print(json.dumps(conc[-1]), flush=True)
+            result["concurrent"] = conc
+            args.out.write_text(json.dumps(result, indent=2))
     for p in result.get("projection", []):
         print(json.dumps(p), flush=True)
 
@@ -278,6 +334,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         print(json.dumps(phase_serve(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "concurrent":
+        print(json.dumps(phase_concurrent(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))))
     elif len(sys.argv) > 1 and sys.argv[1] == "build":
         print(json.dumps(phase_build(Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
     else:
