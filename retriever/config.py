@@ -99,6 +99,21 @@ class SparseConfig(StrictModel):
     lucene_threads: int = Field(
         1, ge=1, description="Threads Lucene uses to index (a build or an add) and to search a batch."
     )
+    lucene_heap_mb: int | None = Field(
+        256,
+        ge=32,
+        description="Max Java heap (-Xmx, MB) of the JVM that a serving process (API server, worker) starts "
+        "for Lucene; the index itself is memory-mapped (page cache), not on this heap (its live objects "
+        "after a GC: ~8 MB at 1M passages). None: the JVM default, 1/4 of RAM, which the heap grows "
+        "towards. Fixed when the JVM starts (once per process): a change needs a restart.",
+    )
+    lucene_index_heap_mb: int | None = Field(
+        2048,
+        ge=32,
+        description="Max Java heap (MB) when the JVM is started to build or update the Lucene index (the "
+        "CLI's `datastore build/add/delete`); Lucene's indexing buffer is 1/8 of the heap (at most "
+        "2048 MB). None: the JVM default (1/4 of RAM).",
+    )
 
 
 class FusionConfig(StrictModel):

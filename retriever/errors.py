@@ -26,3 +26,9 @@ class UnknownBackend(RetrieverError):
 
 class DeviceUnavailable(ModelUnavailable):
     """``embedder.device`` names a device this process cannot use (no CUDA build, no GPU, wrong index)."""
+
+
+class LuceneOutOfHeap(RetrieverError):
+    """Lucene needed more Java heap than its JVM was started with; the hint names the setting to raise."""
+
+    kind: ErrorKind = "unavailable"
