@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import copy
 import threading
-from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 from datastore.errors import ErrorKind, ScholarError
 from openscholar.judges.lexical import content_words
@@ -118,7 +118,7 @@ class NLIJudge:
                 self._net, self._tokenizer = net, tokenizer
         return self
 
-    def with_windows(self, windows_per_passage: int | None) -> NLIJudge:
+    def with_windows(self, windows_per_passage: int | None) -> Self:
         """This judge reading at most ``windows_per_passage`` windows per passage, sharing the loaded
         model (loaded here first, so it is loaded once)."""
         if windows_per_passage == self.windows_per_passage:
