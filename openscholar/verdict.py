@@ -84,7 +84,8 @@ def _sentence(text: str) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
 
 
-def passage_pieces(statement: str, refs: Sequence[Reference], judge: SupportJudge, windows: int | None) -> list[list[str]]:
+def passage_pieces(statement: str, refs: Sequence[Reference], judge: SupportJudge,
+                   windows: int | None) -> list[list[str]]:
     """What the verdict judges of each passage: the passage whole (``windows`` None, or a judge that
     reads no windows), else its ``windows`` windows closest to ``statement``, each as a passage."""
     if windows is None or not hasattr(judge, "windows_of") or not hasattr(judge, "with_windows"):
