@@ -12,8 +12,9 @@
    model load, share of answers with >= 3 quotes from >= 2 papers.
 3. ScholarQABench SciFact (208) and PubMedQA dev (200), gold passage: accuracy of the verifier's
    verdict (the packaged judge reading the claim, or the yes/no question as a statement, against
-   the gold abstract window by window: `openscholar.verdict.decide` over the passage, without the
-   quote step, which on one abstract re-reads the same sentences) next to the LLM's (one generation
+   the gold abstract as the product reads a verdict, its ``evidence.verdict_windows`` windows
+   closest by words each judged alone: `openscholar.verdict.decide_on_passages`, without the quote
+   step, which on one abstract re-reads the same sentences) next to the LLM's (one generation
    with the gold passage, from bench/results/sqa_preds) and the majority baselines. "lean": the
    larger of supports / contradicts decides; "strict": "not enough evidence" (neither passes the
    judge's threshold) counts as wrong.
@@ -223,7 +224,8 @@ def sqa_part(limit: int | None, judge_path: str | None, judge_name: str = "stack
         judge: Any = StackedJudge(windows_per_passage=8).warm_up()
     else:
         judge = TrainedJudge(judge_path or PACKAGED_JUDGE, windows_per_passage=None).warm_up()
-    out: dict[str, Any] = {"judge": judge_name}
+    windows = settings.evidence.verdict_windows  # type: ignore[attr-defined]  # as the product reads a verdict
+    out: dict[str, Any] = {"judge": judge_name, "verdict_windows": windows}
     for task, engine_task, yes in (("scifact", "claim", "true"), ("pubmedqa", "yes_no", "yes")):
         examples = load_task(task, root=SQA)[:limit] if limit else load_task(task, root=SQA)
         lean = strict = nee = 0
@@ -233,7 +235,7 @@ def sqa_part(limit: int | None, judge_path: str | None, judge_name: str = "stack
         for ex in tqdm(examples, desc=task, unit="q"):
             refs = [Reference(id=i, title=c.get("title", ""), text=c["text"]) for i, c in enumerate(ex.gold_ctxs)]
             statement = ex.input if engine_task == "claim" else statement_of(ex.input)
-            v = decide_on_passages(statement, refs, judge, threshold=threshold)
+            v = decide_on_passages(statement, refs, judge, threshold=threshold, windows=windows)
             lean += (yes if v.supports >= v.contradicts else no) == ex.answer
             strict += {"supported": yes, "contradicted": no}.get(v.label) == ex.answer
             nee += v.label == "not enough evidence"

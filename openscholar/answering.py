@@ -270,6 +270,7 @@ def _evidence_mode(run: Run, answer: Answer, refs: list[Reference], options: Ans
                               embedder=parts.quotes.embedder, quotes=ev.quotes, per_paper=ev.per_paper,
                               mmr_lambda=ev.mmr_lambda, min_score=ev.min_score,
                               section_similarity=ev.section_similarity, max_scored=ev.max_scored,
+                              verdict_windows=ev.verdict_windows,
                               threshold=support_threshold(config.citations.threshold, judge))
         cited = set(res.cited)
         info.update(quotes=len(res.evidence), papers=len({r.paper_id or r.id for r in refs if r.id in cited}),

@@ -164,6 +164,12 @@ class EvidenceConfig(StrictModel):
         "question's content words (its cost is linear in them; on the bench questions 24 picked the same quotes as "
         "all, ~2x faster, docs/dev-notes/judge2.md); None: every sentence of the passages in play."
     )
+    verdict_windows: int | None = Field(
+        2, ge=1, description="Windows (2 sentences) of each passage in play the support judge reads for a claim / "
+        "yes-no verdict, closest to the statement by content words, each judged alone, besides every quote (the "
+        "judge's cost is linear in them; on held-apart SciFact train claims this read ~4x fewer pairs than the whole "
+        "passages and settled fewer claims wrongly, docs/dev-notes/judge3.md); None: each passage whole."
+    )
 
 
 class ServiceConfig(StrictModel):

@@ -42,7 +42,7 @@ def evidence_answer(question: str, task: str, refs: Sequence[Reference], *, scor
                     judge: SupportJudge | None, embedder: TextEmbedder | None = None, quotes: int = 8,
                     per_paper: int = 2, mmr_lambda: float = 0.7, min_score: float | None = None,
                     section_similarity: float = 0.45, threshold: float = 0.5,
-                    max_scored: int | None = None) -> EvidenceResult:
+                    max_scored: int | None = None, verdict_windows: int | None = None) -> EvidenceResult:
     """Quotes for ``question`` from ``refs``; a verdict for ``task`` claim / yes_no when a judge is given."""
     evidence, sections = select_evidence(question, refs, scorer, k=quotes, per_paper=per_paper, lam=mmr_lambda,
                                          min_score=min_score, embedder=embedder,
@@ -53,7 +53,7 @@ def evidence_answer(question: str, task: str, refs: Sequence[Reference], *, scor
     verdict_task = task if task != "long_form" else ("yes_no" if is_yes_no(question) else None)
     if verdict_task is not None and judge is not None and evidence:
         statement = question.strip() if verdict_task == "claim" else statement_of(question)
-        verdict = decide(statement, evidence, by_id, judge, threshold=threshold)
+        verdict = decide(statement, evidence, by_id, judge, threshold=threshold, windows=verdict_windows)
     text, sentences = compose(verdict_task or task, evidence, sections, verdict)
     cited = list(dict.fromkeys(e.reference for e in evidence))
     return EvidenceResult(text, sentences, evidence, sections, verdict, cited)

@@ -5,6 +5,14 @@ improves Y."), then the support judge reads the statement against every passage 
 from (window by window) and against each quote: the best ``supports`` and ``contradicts`` decide
 ``supported``, ``contradicted`` or ``not enough evidence`` (neither passes ``threshold``). The
 quotes that agree with the verdict are the ones that decided it.
+
+With ``windows`` (`evidence.verdict_windows`, 2) a passage is read as its ``windows`` windows
+closest to the statement by content words, each judged as a passage of its own (as a quote is),
+the best counting. On held-apart SciFact train claims with their gold abstracts (76 claims,
+bench/verdict_rule.py) this leaned right more often than the judge reading whole passages (0.80 vs
+0.78) and settled fewer claims wrongly (7 vs 12; it says "not enough evidence" more: a window for
+and a window against is mixed evidence), reading ~4x fewer pairs than eight windows per passage.
+None: each passage whole, as the judge reads it (its own ``judge_windows``).
 """
 
 from __future__ import annotations
@@ -76,14 +84,42 @@ def _sentence(text: str) -> str:
     return (text[:1].upper() + text[1:]).rstrip(".") + "." if text else text
 
 
-def decide(statement: str, evidence: Sequence[Evidence], references: dict[int, Reference], judge: SupportJudge, *,
-           threshold: float = 0.5, max_deciding: int = 3) -> Verdict:
-    """The verdict on ``statement`` from the quotes and their passages; fills each quote's ``judgement``."""
-    ref_ids = list(dict.fromkeys(e.reference for e in evidence if e.reference in references))
-    pairs = [(statement, passage_text(references[r])) for r in ref_ids] + [(statement, e.quote) for e in evidence]
+def passage_pieces(statement: str, refs: Sequence[Reference], judge: SupportJudge,
+                   windows: int | None) -> list[list[str]]:
+    """What the verdict judges of each passage: the passage whole (``windows`` None, or a judge that
+    reads no windows), else its ``windows`` windows closest to ``statement``, each as a passage."""
+    if windows is None or not hasattr(judge, "windows_of") or not hasattr(judge, "with_windows"):
+        return [[passage_text(r)] for r in refs]
+    narrow = judge.with_windows(windows)  # type: ignore[attr-defined]
+    # The title line is kept (the judge drops it: not evidence), so a window's own line breaks stay in its body.
+    return [[f"{r.title}\n{w}" for w in narrow.windows_of(statement, passage_text(r))] for r in refs]
+
+
+def judge_passages(statement: str, refs: Sequence[Reference], judge: SupportJudge, windows: int | None,
+                   extra: Sequence[str] = ()) -> tuple[list[Judgement], list[Judgement]]:
+    """One judge call over the passages' pieces and ``extra`` texts: (the best judgement per passage
+    over its pieces, the judgements of ``extra``)."""
+    pieces = passage_pieces(statement, refs, judge, windows)
+    pairs = [(statement, p) for ps in pieces for p in ps] + [(statement, t) for t in extra]
     judged = judge.judge(pairs) if pairs else []
-    by_ref: dict[int, Judgement] = dict(zip(ref_ids, judged[:len(ref_ids)], strict=True))
-    by_quote = judged[len(ref_ids):]
+    per_ref, start = [], 0
+    for ps in pieces:
+        part = judged[start:start + len(ps)]
+        start += len(ps)
+        per_ref.append(Judgement(supports=max(j.supports for j in part), contradicts=max(j.contradicts for j in part),
+                                 neither=min(j.neither for j in part)))
+    return per_ref, judged[start:]
+
+
+def decide(statement: str, evidence: Sequence[Evidence], references: dict[int, Reference], judge: SupportJudge, *,
+           threshold: float = 0.5, max_deciding: int = 3, windows: int | None = None) -> Verdict:
+    """The verdict on ``statement`` from the quotes and their passages (``windows``: see the module
+    doc); fills each quote's ``judgement``."""
+    ref_ids = list(dict.fromkeys(e.reference for e in evidence if e.reference in references))
+    per_ref, by_quote = judge_passages(statement, [references[r] for r in ref_ids], judge, windows,
+                                       [e.quote for e in evidence])
+    judged = per_ref + by_quote
+    by_ref: dict[int, Judgement] = dict(zip(ref_ids, per_ref, strict=True))
     for e, j in zip(evidence, by_quote, strict=True):
         e.judgement = j.to_dict()
     s = max((j.supports for j in judged), default=0.0)
@@ -102,9 +138,9 @@ def decide(statement: str, evidence: Sequence[Evidence], references: dict[int, R
 
 
 def decide_on_passages(statement: str, references: Sequence[Reference], judge: SupportJudge, *,
-                       threshold: float = 0.5) -> Verdict:
-    """The verdict on ``statement`` from whole passages (window by window), without quotes."""
-    judged = judge.judge([(statement, passage_text(r)) for r in references]) if references else []
+                       threshold: float = 0.5, windows: int | None = None) -> Verdict:
+    """The verdict on ``statement`` from passages (``windows``: see the module doc), without quotes."""
+    judged, _ = judge_passages(statement, references, judge, windows)
     s = max((j.supports for j in judged), default=0.0)
     c = max((j.contradicts for j in judged), default=0.0)
     return Verdict(label=_label(s, c, threshold), statement=statement, supports=round(s, 4), contradicts=round(c, 4))

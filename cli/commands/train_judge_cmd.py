@@ -21,6 +21,10 @@ def train_judge(
     limit: int = typer.Option(None, "--limit", min=1, help="Train on at most this many pairs (smoke runs)."),
     threads: int = typer.Option(1, "--threads", min=0, help="torch CPU threads (0: torch's default)."),
     seed: int = typer.Option(13, "--seed", help="Random seed."),
+    window_inputs: bool = typer.Option(False, "--window-inputs", help="Train on each evidence text's window closest "
+                                       "to the statement (what the judge reads in use)."),
+    balanced_batches: bool = typer.Option(False, "--balanced-batches", help="Equal shares of the three labels in "
+                                          "every batch."),
     calibrate_only: bool = typer.Option(False, "--calibrate-only", help="Only (re)choose the support threshold of "
                                         "the judge at --out on the held-apart pairs."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
@@ -41,7 +45,8 @@ def train_judge(
         raise typer.BadParameter("no ScholarQABench directory: pass --scholarqabench or set corpus.scholarqabench_dir",
                                  param_hint="--scholarqabench")
     target = out_dir.expanduser() if out_dir else s.cache_path / "judge"
-    config = SupportJudgeTrainConfig(epochs=epochs, max_seconds=max_seconds, limit=limit, threads=threads, seed=seed)
+    config = SupportJudgeTrainConfig(epochs=epochs, max_seconds=max_seconds, limit=limit, threads=threads, seed=seed,
+                                     window_inputs=window_inputs, balanced_batches=balanced_batches)
     if calibrate_only:
         import torch
 

@@ -14,10 +14,11 @@ trained here (`openscholar.judges.trained`) is this class over a LoRA adapter on
 
 from __future__ import annotations
 
+import copy
 import threading
-from pathlib import Path
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
 from datastore.errors import ErrorKind, ScholarError
 from openscholar.judges.lexical import content_words
@@ -117,6 +118,16 @@ class NLIJudge:
                 self._net, self._tokenizer = net, tokenizer
         return self
 
+    def with_windows(self, windows_per_passage: int | None) -> Self:
+        """This judge reading at most ``windows_per_passage`` windows per passage, sharing the loaded
+        model (loaded here first, so it is loaded once)."""
+        if windows_per_passage == self.windows_per_passage:
+            return self
+        self.warm_up()
+        other = copy.copy(self)
+        other.windows_per_passage = windows_per_passage
+        return other
+
     # -- scoring ------------------------------------------------------------------------------
     def windows_of(self, statement: str, passage: str) -> list[str]:
         """The evidence windows of ``passage`` the model reads for ``statement``."""
@@ -137,16 +148,18 @@ class NLIJudge:
         import torch
 
         self.warm_up()
-        out: list[tuple[float, float, float]] = []
+        out: list[tuple[float, float, float]] = [(0.0, 0.0, 1.0)] * len(pairs)
+        # Batches of similar length (longest first), so little of a batch is padding; results in input order.
+        order = sorted(range(len(pairs)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
         with self._lock, torch.inference_mode():
-            for start in range(0, len(pairs), self.batch_size):
-                batch = pairs[start:start + self.batch_size]
+            for start in range(0, len(order), self.batch_size):
+                batch = [pairs[i] for i in order[start:start + self.batch_size]]
                 enc = self._tokenizer([a for a, _ in batch], [b for _, b in batch], truncation="longest_first",
                                       max_length=self.max_tokens, padding=True, return_tensors="pt")
                 probs = torch.softmax(self._net(**enc).logits.float(), dim=-1)
-                for row in probs.tolist():
-                    s, c, n = (sum(row[i] for i in self._indices[r]) for r in RELATIONS)
-                    out.append((s, c, n))
+                for i, row in zip(order[start:start + self.batch_size], probs.tolist(), strict=True):
+                    s, c, n = (sum(row[k] for k in self._indices[r]) for r in RELATIONS)
+                    out[i] = (s, c, n)
         return out
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:

@@ -36,6 +36,7 @@ judge's adapter it was fit over; a different adapter is refused (the weights wou
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Sequence
@@ -194,10 +195,28 @@ class StackedJudge:
         """(n, 3) uncalibrated (supports, contradicts, neither) from a `FEATURES` matrix."""
         return combine(self.relevance.positive(features), self.faithfulness.by_class(features, CLASSES))
 
+    def with_windows(self, windows_per_passage: int | None) -> StackedJudge:
+        """This judge reading at most ``windows_per_passage`` windows per passage (closest by words),
+        sharing the loaded models (`NLIJudge.with_windows`)."""
+        if windows_per_passage == self.reader.trained.windows_per_passage:
+            return self
+        self.warm_up()  # loaded once, shared by the copy
+        other = copy.copy(self)
+        other.reader = copy.copy(self.reader)
+        other.reader.trained = self.reader.trained.with_windows(windows_per_passage)
+        return other
+
+    def windows_of(self, statement: str, passage: str) -> list[str]:
+        """The evidence windows of ``passage`` this judge reads for ``statement`` (`NLIJudge.windows_of`)."""
+        return self.reader.trained.windows_of(statement, passage)
+
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[Judgement]:
         if not pairs:
             return []
-        x = self.reader.features(pairs)
+        return self.judge_features(self.reader.features(pairs))
+
+    def judge_features(self, x: np.ndarray) -> list[Judgement]:
+        """The calibrated judgements of a `FEATURES` matrix (what `judge` returns for its pairs)."""
         p = self.probabilities(x)
         # Rule: a quantity the sentence states and the passage does not is not supported by it.
         p[:, 0] *= 1.0 - x[:, FEATURES.index("number_missing")]

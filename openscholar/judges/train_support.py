@@ -60,6 +60,10 @@ class SupportJudgeTrainConfig(StrictModel):
     precision: Precision = Field("auto", description="bf16 autocast where the CPU has native bf16.")
     max_seconds: float | None = Field(2400.0, gt=0, description="Wall-clock cap of the optimizer loop.")
     limit: int | None = Field(None, ge=1, description="Train on at most this many pairs (smoke runs).")
+    window_inputs: bool = Field(False, description="Train on each evidence text's window closest to the statement "
+                                "by content words (what the judge reads in use) instead of its first max_tokens.")
+    balanced_batches: bool = Field(False, description="Every batch holds the three labels in equal shares "
+                                   "(sampled with replacement per label) instead of a shuffled pass.")
 
     def loop_recipe(self) -> LoopRecipe:
         return LoopRecipe(seed=self.seed, threads=self.threads, precision=self.precision, warmup_fraction=0.06,
@@ -85,6 +89,13 @@ def build_model(config: SupportJudgeTrainConfig) -> Any:
 
 def _batches(pairs: list[JudgePair], config: SupportJudgeTrainConfig) -> Iterator[list[JudgePair]]:
     rng = random.Random(config.seed)
+    if config.balanced_batches:
+        by_label = [[p for p in pairs if p.label == name] for name in LABELS]
+        by_label = [ps for ps in by_label if ps]
+        while True:
+            batch = [rng.choice(by_label[i % len(by_label)]) for i in range(config.batch_size)]
+            rng.shuffle(batch)
+            yield batch
     while True:
         order = list(range(len(pairs)))
         rng.shuffle(order)
@@ -104,6 +115,8 @@ def train_support_judge(scifact: Path, scholarqabench: Path, out: Path, config: 
     train: list[JudgePair] = data["train"]
     if config.limit is not None:
         train = random.Random(config.seed).sample(train, min(config.limit, len(train)))
+    if config.window_inputs:
+        train = [closest_window(p, config.window_sentences) for p in train]
     model = build_model(config)
     from transformers import AutoTokenizer
 
@@ -180,6 +193,17 @@ def calibrate_threshold(out: Path, dev: list[JudgePair]) -> dict[str, Any]:
                                threshold_chosen_on="the held-apart pairs above (dev), windowed as in the product")
     manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return manifest
+
+
+def closest_window(pair: JudgePair, window_sentences: int) -> JudgePair:
+    """The pair with its evidence cut to the window the judge would read first (most content words
+    shared with the statement; `NLIJudge.windows_of` with one window)."""
+    from dataclasses import replace
+
+    from openscholar.judges.nli import NLIJudge
+
+    reader = NLIJudge("unused", window_sentences=window_sentences, windows_per_passage=1)
+    return replace(pair, evidence=reader.windows_of(pair.statement, "\n" + pair.evidence)[0])
 
 
 def evaluate_pairs(model: Any, tokenizer: Any, pairs: list[JudgePair], max_tokens: int) -> dict[str, Any]:

@@ -125,3 +125,50 @@ def test_built_from_settings(tmp_path: Path):
     judge = build_judge(s.citations, cache_dir=s.cache_path)
     assert isinstance(judge, StackedJudge) and judge.path == PACKAGED_STACKED
     assert judge.reader.trained.windows_per_passage == 4
+
+
+LONG_BONE = Reference(id=1, passage_id=21, paper_id="e", title="Vitamin D trial", text=(
+    "Participants were recruited from twelve outpatient clinics. Exclusion criteria included renal disease and "
+    "prior fractures. Randomization was stratified by age and clinic. Adherence was checked by pill counts every "
+    "three months. Serum calcium was measured at baseline and at twelve months. Vitamin D supplementation did not "
+    "improve bone mineral density at the hip or the spine compared with placebo. Adverse events were rare and "
+    "similar between groups. Dropout was eight percent. The trial was funded by a national agency. Data were "
+    "analysed by intention to treat."))
+
+
+def test_verdict_reads_only_the_closest_windows(stacked: StackedJudge):
+    """A verdict reads ``windows`` windows per passage (closest by words, each alone) with the same
+    loaded models, and on the demo's evidence decides as reading whole passages does."""
+    from openscholar.answer import Evidence
+    from openscholar.verdict import decide
+
+    statement = "Vitamin D supplementation improves bone mineral density."
+    narrow = stacked.with_windows(2)
+    assert narrow.reader.trained._net is stacked.reader.trained._net and narrow.reader._embedder is stacked.reader._embedder
+    assert stacked.reader.trained.windows_per_passage == 8 and stacked.with_windows(8) is stacked
+    wins = narrow.reader.trained.windows_of(statement, passage_text(LONG_BONE))
+    assert len(wins) == 2 and len(stacked.reader.trained.windows_of(statement, passage_text(LONG_BONE))) == 8
+    assert any("did not improve bone mineral density" in w for w in wins)  # the finding is among the 2
+    refs = {0: BONE, 1: LONG_BONE}
+    quotes = [(0, "Vitamin D supplementation increased bone mineral density at the lumbar spine by 2.1% compared with placebo."),
+              (1, "Vitamin D supplementation did not improve bone mineral density at the hip or the spine compared with placebo.")]
+    for claim, ref in (("Vitamin D supplementation increased bone mineral density at the lumbar spine.", {0: BONE}),
+                       ("Vitamin D supplementation improves hip bone mineral density.", {1: LONG_BONE}),
+                       (statement, refs)):
+        ev = [Evidence(reference=r, start=refs[r].text.index(q), end=refs[r].text.index(q) + len(q), quote=q, score=0.9)
+              for r, q in quotes if r in ref]
+        full, fast = decide(claim, ev, ref, stacked, windows=None), decide(claim, ev, ref, stacked, windows=2)
+        assert fast.label == full.label, (claim, full, fast)
+        if len(ref) == 1:  # one passage: both lean the same way (two that disagree: the lean is a coin toss)
+            assert (fast.supports >= fast.contradicts) == (full.supports >= full.contradicts), (claim, full, fast)
+    assert full.label == "not enough evidence"  # the demo: one trial for, one against (mixed)
+
+
+def test_window_probabilities_do_not_depend_on_batch_order(stacked: StackedJudge):
+    """Pairs are batched by length; each pair's probabilities come back in input order."""
+    trained = stacked.reader.trained
+    pairs = [(s, w) for s, r, _ in PAIRS[:4] for w in trained.windows_of(s, passage_text(r))]
+    forward = trained.probabilities(pairs)
+    backward = trained.probabilities(pairs[::-1])[::-1]
+    assert len({round(p[0], 3) for p in forward}) > 1
+    assert np.allclose(np.asarray(forward), np.asarray(backward), atol=1e-4)
