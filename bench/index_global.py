@@ -139,6 +139,44 @@ def stage_gen(d: Path, n: int, dim: int, parts: int, nq: int, deleted: float, se
     return {"gen_s": round(time.perf_counter() - t, 1)}
 
 
+def stage_gen_release(d: Path, n: int, dim: int, parts: int, nq: int, deleted: float, seed: int = 0) -> dict[str, Any]:
+    """bench/synthetic_release.py's vectors (topic centre + paper offset + noise; no texts) as fp16 parts.
+
+    Queries as bench/scale_sim.py makes them: stored passages picked at random, vector + noise of
+    the per-passage noise's size (so each query's own passage is among its exact top 10).
+    """
+    from bench.synthetic_release import DIM, release_vectors
+
+    if dim != DIM:
+        raise SystemExit(f"--data release writes {DIM}-d vectors; drop --dim {dim}")
+    rng = np.random.default_rng(seed + 1)
+    (d / "parts").mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    batches = release_vectors(n, seed=seed, batch=CHUNK)
+    pending = np.zeros((0, dim), np.float16)
+    for p in range(parts):
+        size = int(bounds[p + 1] - bounds[p])
+        mm = np.lib.format.open_memmap(d / "parts" / f"part-{p:05d}.f16.npy", mode="w+", dtype=np.float16, shape=(size, dim))
+        lo = 0
+        while lo < size:
+            if not len(pending):
+                pending = next(batches)
+            take = min(size - lo, len(pending))
+            mm[lo : lo + take] = pending[:take]
+            pending, lo = pending[take:], lo + take
+        mm.flush()
+        del mm
+    picks = np.sort(rng.choice(n, nq, replace=False))
+    vecs = np.concatenate([np.asarray(a[picks[(picks >= s) & (picks < s + len(a))] - s], np.float32) for s, a in open_parts(d)])
+    q = vecs + rng.standard_normal(vecs.shape).astype(np.float32) * np.float32(0.45 / np.sqrt(dim))
+    np.save(d / "queries.npy", q[rng.permutation(nq)])
+    tomb = np.zeros(n, dtype=np.uint8)
+    tomb[rng.choice(n, int(n * deleted), replace=False)] = 1
+    tomb.tofile(d / "tombstones.u8")
+    return {"gen_s": round(time.perf_counter() - t, 1), "data": "release"}
+
+
 def open_parts(d: Path) -> list[tuple[int, np.ndarray]]:
     out, start = [], 0
     for f in sorted((d / "parts").glob("part-*.f16.npy")):
@@ -309,7 +347,7 @@ def child(stage: str, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     """Run ``stage`` in a fresh interpreter; returns its JSON result."""
     out = args.dir / f"{stage}.json"
     cmd = [sys.executable, __file__, "--stage", stage, "--dir", str(args.dir), "--n", str(args.n),
-           "--dim", str(args.dim), "--parts", str(args.parts), "--queries", str(args.queries),
+           "--dim", str(args.dim), "--parts", str(args.parts), "--queries", str(args.queries), "--data", args.data,
            "--memory-mb", str(args.memory_mb), "--threads", str(args.threads),
            "--nprobe", str(kw.get("nprobe", 64)), "--rescore", str(kw.get("rescore", 200))]
     t = time.perf_counter()
@@ -331,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nprobe", type=int, default=64)
     ap.add_argument("--rescore", type=int, default=200)
     ap.add_argument("--settings", default="64:200,32:200,128:200,64:100", help="nprobe:rescore pairs served")
+    ap.add_argument("--data", default="clustered", choices=["clustered", "release"],
+                    help="clustered: this file's anisotropic clusters; release: bench/synthetic_release.py's vectors "
+                    "(topic + paper + noise, as bench/scale_sim.py serves them)")
     ap.add_argument("--dir", type=Path, default=Path("/work/tmp-ds-index/global"))
     ap.add_argument("--stage", default="")
     ap.add_argument("--skip", default="", help="comma list of stages already done (gen,truth,build)")
@@ -340,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
 
     if args.stage:
-        fn = {"gen": lambda: stage_gen(args.dir, args.n, args.dim, args.parts, args.queries, args.deleted),
+        gen = stage_gen_release if args.data == "release" else stage_gen
+        fn = {"gen": lambda: gen(args.dir, args.n, args.dim, args.parts, args.queries, args.deleted),
               "truth": lambda: stage_truth(args.dir),
               "build": lambda: stage_build(args.dir, args.memory_mb, args.threads),
               "serve": lambda: stage_serve(args.dir, args.queries, args.nprobe, args.rescore)}[args.stage]
@@ -349,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     out = args.out or REPO / "bench" / "results" / f"index_global_{args.n}.json"
-    results: dict[str, Any] = {"n": args.n, "dim": args.dim, "parts": args.parts, "deleted_fraction": args.deleted,
+    results: dict[str, Any] = {"n": args.n, "dim": args.dim, "parts": args.parts, "deleted_fraction": args.deleted, "data": args.data,
                                "machine": {"cpus": os.cpu_count(), "load_at_start": load()}, "k": K,
                                "latency": "p50/p99 = the searching thread's CPU time (one FAISS thread); wall_* include waiting for a core"}
     skip = set(filter(None, args.skip.split(",")))
