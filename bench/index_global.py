@@ -342,6 +342,43 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     }
 
 
+def stage_sweep(d: Path, nq: int, grid: str) -> dict[str, Any]:
+    """recall@10 and one-core CPU p50/p99 of every nprobe x rescore pair in one process (no exclusion).
+
+    ``grid``: "NPROBES:RESCORES", e.g. "16,32,64:200,1000". One index load; the pairs run in order,
+    each after 10 warm-up queries. Memory is left to the serve stage.
+    """
+    import faiss
+
+    from datastore.config import DatastoreConfig
+    from datastore.index.base import PartVectors
+    from datastore.index.registry import load_index
+
+    faiss.omp_set_num_threads(1)
+    q = np.load(d / "queries.npy")[:nq]
+    truth = np.load(d / "truth.npy")[:nq]
+    sources = open_parts(d)
+    index = load_index(d / "index", int(q.shape[1]), DatastoreConfig(), vectors=PartVectors(sources))
+    probes, rescores = ([int(x) for x in part.split(",")] for part in grid.split(":"))
+    rows = []
+    for nprobe in probes:
+        for rescore in rescores:
+            index.config = index.config.model_copy(update={"nprobe": nprobe, "rescore": rescore})
+            for x in q[:10]:
+                index.search(x[None], K)
+            cpu, found = np.empty(len(q)), np.empty((len(q), K), np.int64)
+            for i, x in enumerate(q):
+                c = time.thread_time()
+                found[i] = index.search(x[None], K)[1][0]
+                cpu[i] = time.thread_time() - c
+            rec = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
+            rows.append({"nprobe": nprobe, "rescore": rescore, "recall_at_10": round(rec, 4),
+                         "p50_ms": round(float(np.percentile(cpu, 50)) * 1000, 3),
+                         "p99_ms": round(float(np.percentile(cpu, 99)) * 1000, 3), "load": load()})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return {"nlist": int(index._ready().nlist), "queries": len(q), "rows": rows}
+
+
 # -- driver -------------------------------------------------------------------------------------
 def child(stage: str, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     """Run ``stage`` in a fresh interpreter; returns its JSON result."""
@@ -349,7 +386,7 @@ def child(stage: str, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--stage", stage, "--dir", str(args.dir), "--n", str(args.n),
            "--dim", str(args.dim), "--parts", str(args.parts), "--queries", str(args.queries), "--data", args.data,
            "--memory-mb", str(args.memory_mb), "--threads", str(args.threads),
-           "--nprobe", str(kw.get("nprobe", 64)), "--rescore", str(kw.get("rescore", 200))]
+           "--nprobe", str(kw.get("nprobe", 64)), "--rescore", str(kw.get("rescore", 200)), "--sweep", args.sweep]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     res: dict[str, Any] = json.loads(out.read_text())
@@ -372,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="clustered", choices=["clustered", "release"],
                     help="clustered: this file's anisotropic clusters; release: bench/synthetic_release.py's vectors "
                     "(topic + paper + noise, as bench/scale_sim.py serves them)")
+    ap.add_argument("--sweep", default="", help="NPROBES:RESCORES grid measured in one process (recall, CPU p50/p99), "
+                    "e.g. 16,32,64,128:200,500,1000; before the serve settings")
     ap.add_argument("--dir", type=Path, default=Path("/work/tmp-ds-index/global"))
     ap.add_argument("--stage", default="")
     ap.add_argument("--skip", default="", help="comma list of stages already done (gen,truth,build)")
@@ -385,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         fn = {"gen": lambda: gen(args.dir, args.n, args.dim, args.parts, args.queries, args.deleted),
               "truth": lambda: stage_truth(args.dir),
               "build": lambda: stage_build(args.dir, args.memory_mb, args.threads),
-              "serve": lambda: stage_serve(args.dir, args.queries, args.nprobe, args.rescore)}[args.stage]
+              "serve": lambda: stage_serve(args.dir, args.queries, args.nprobe, args.rescore),
+              "sweep": lambda: stage_sweep(args.dir, args.queries, args.sweep)}[args.stage]
         res = {"load_before": load(), **fn(), "load_after": load()}
         (args.dir / f"{args.stage}.json").write_text(json.dumps(res, indent=1))
         return 0
@@ -404,8 +444,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results[stage]), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
+    if args.sweep:
+        print(f"== sweep {args.sweep} (load {load()})", flush=True)
+        results["sweep"] = child("sweep", args)
+        out.write_text(json.dumps(results, indent=1))
     results["serve"] = []
-    for pair in args.settings.split(","):
+    for pair in filter(None, args.settings.split(",")):
         nprobe, rescore = (int(x) for x in pair.split(":"))
         print(f"== serve nprobe={nprobe} rescore={rescore} (load {load()})", flush=True)
         r = child("serve", args, nprobe=nprobe, rescore=rescore)
@@ -430,6 +474,10 @@ def print_table(r: dict[str, Any]) -> None:
           f"(train {b['train_s']}s, add {b['add_s']}s, merge {b['save_merge_s']}s), peak RSS "
           f"{b['peak_rss_bytes_per_passage']} B/passage (anonymous {b.get('peak_anon_bytes_per_passage')}), index {b['index_disk_bytes_per_passage']} B/passage on disk")
     print(f"exact baseline: {r['truth']['exact_ms_per_query_batched_all_cores']} ms/query (batched, all cores)")
+    if "sweep" in r:
+        print(f"sweep (one process, no exclusion, nlist {r['sweep']['nlist']}): nprobe rescore R@10 p50 p99 (CPU ms)")
+        for row in r["sweep"]["rows"]:
+            print(f"{row['nprobe']:>6} {row['rescore']:>7} {row['recall_at_10']:>6} {row['p50_ms']:>7} {row['p99_ms']:>7}")
     print(f"{'nprobe':>6} {'rescore':>7} {'R@10':>6} {'R@10x':>6} {'p50':>7} {'p99':>7} {'p50x':>7} {'p99x':>7} {'anonB/p':>8} {'fileB/p':>8}")
     for s in r["serve"]:
         print(f"{s['nprobe']:>6} {s['rescore']:>7} {s['recall_at_10']:>6} {s['recall_at_10_excluding']:>6} "

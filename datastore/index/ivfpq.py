@@ -429,6 +429,11 @@ class IVFPQIndex:
 
     # -- figures --------------------------------------------------------------------------------
     @property
+    def segments(self) -> list[str]:
+        """Names of the saved segments (one per save that added vectors; ``compact`` merges them)."""
+        return [name for name, _, _ in self._segments]
+
+    @property
     def ntotal(self) -> int:
         n = sum(n for _, n, _ in self._segments) + sum(n for _, n, _ in self._blocks)
         return n + (int(self._block.ntotal) if self._block is not None else 0)
