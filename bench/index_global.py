@@ -275,6 +275,7 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
 
     from datastore.config import DatastoreConfig, IVFPQConfig
     from datastore.index.base import Exclusion, PartVectors
+    from datastore.index.ivfpq import plan_nprobe
     from datastore.index.registry import load_index
 
     faiss.omp_set_num_threads(1)
@@ -316,16 +317,17 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
         return round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, ref, strict=True)])), 4)
 
     searcher = index._ready()
+    used = plan_nprobe(int(searcher.nlist), config.ivfpq)
     t = time.thread_time()
     for x in q:
-        searcher.quantizer.search(x[None], nprobe)
+        searcher.quantizer.search(x[None], used)
     coarse_ms = (time.thread_time() - t) / len(q) * 1000
     plain, excluded, lat_plain, lat_excl = run()
     deleted = np.flatnonzero(np.asarray(tomb))
     after = smaps()
     by_file = rss_by_file()
     return {
-        "nprobe": nprobe, "rescore": rescore, "queries": len(q), "open_s": round(open_s, 2),
+        "nprobe": nprobe, "nprobe_used": used, "rescore": rescore, "queries": len(q), "open_s": round(open_s, 2),
         "recall_at_10": recall(plain, truth), "recall_at_10_excluding": recall(excluded, truth_x),
         "deleted": int(excl.count), "deleted_in_results": int(np.isin(excluded, deleted).sum()),
         "full_results_with_exclude": bool((excluded >= 0).all()),
@@ -352,6 +354,7 @@ def stage_sweep(d: Path, nq: int, grid: str) -> dict[str, Any]:
 
     from datastore.config import DatastoreConfig
     from datastore.index.base import PartVectors
+    from datastore.index.ivfpq import plan_nprobe
     from datastore.index.registry import load_index
 
     faiss.omp_set_num_threads(1)
@@ -372,7 +375,8 @@ def stage_sweep(d: Path, nq: int, grid: str) -> dict[str, Any]:
                 found[i] = index.search(x[None], K)[1][0]
                 cpu[i] = time.thread_time() - c
             rec = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
-            rows.append({"nprobe": nprobe, "rescore": rescore, "recall_at_10": round(rec, 4),
+            rows.append({"nprobe": nprobe, "nprobe_used": plan_nprobe(int(index._ready().nlist), index.config),
+                         "rescore": rescore, "recall_at_10": round(rec, 4),
                          "p50_ms": round(float(np.percentile(cpu, 50)) * 1000, 3),
                          "p99_ms": round(float(np.percentile(cpu, 99)) * 1000, 3), "load": load()})
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -386,7 +390,7 @@ def child(stage: str, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--stage", stage, "--dir", str(args.dir), "--n", str(args.n),
            "--dim", str(args.dim), "--parts", str(args.parts), "--queries", str(args.queries), "--data", args.data,
            "--memory-mb", str(args.memory_mb), "--threads", str(args.threads),
-           "--nprobe", str(kw.get("nprobe", 64)), "--rescore", str(kw.get("rescore", 200)), "--sweep", args.sweep]
+           "--nprobe", str(kw.get("nprobe", 0)), "--rescore", str(kw.get("rescore", 1000)), "--sweep", args.sweep]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     res: dict[str, Any] = json.loads(out.read_text())
@@ -403,9 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deleted", type=float, default=0.01, help="fraction of ids tombstoned")
     ap.add_argument("--memory-mb", type=int, default=2048, help="datastore.build_memory_mb")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="FAISS threads while building")
-    ap.add_argument("--nprobe", type=int, default=64)
-    ap.add_argument("--rescore", type=int, default=200)
-    ap.add_argument("--settings", default="64:200,32:200,128:200,64:100", help="nprobe:rescore pairs served")
+    ap.add_argument("--nprobe", type=int, default=0)
+    ap.add_argument("--rescore", type=int, default=1000)
+    ap.add_argument("--settings", default="0:1000,64:1000,64:200,64:500", help="nprobe:rescore pairs served (nprobe 0: auto)")
     ap.add_argument("--data", default="clustered", choices=["clustered", "release"],
                     help="clustered: this file's anisotropic clusters; release: bench/synthetic_release.py's vectors "
                     "(topic + paper + noise, as bench/scale_sim.py serves them)")
