@@ -226,21 +226,22 @@ def _default_setting(serve: list[dict[str, Any]]) -> dict[str, Any]:
 def _anon_split(results: dict[str, Any], smaller: dict[str, Any] | None) -> tuple[float, float, str]:
     """(fixed bytes, bytes per passage) of serving anonymous memory beyond the quantizer + codebooks.
 
-    With a smaller run of the same data and setting: a line through the two sizes (measured). Else
-    everything beyond the quantizer + codebooks is counted per passage (an upper bound).
+    Per run: the mean residual (anonymous growth minus quantizer + codebooks) of the served rows at
+    the default rescore (single readings scatter by ~+-7 MB: allocator arenas). With a smaller run of
+    the same data: a line through the two sizes, its slope floored at the exclusion bitmap's 1/8
+    byte per passage (measured). Else everything beyond the quantizer counts per passage (upper bound).
     """
     ref = _default_setting(results["serve"])
 
-    def residual(r: dict[str, Any], s: dict[str, Any]) -> float:
-        return s["anon_delta_bytes_per_passage"] * r["n"] - s["index_memory_bytes"]
+    def residual(r: dict[str, Any]) -> float:
+        rows = [s for s in r["serve"] if s["rescore"] == ref["rescore"]] or [ref]
+        return float(np.mean([s["anon_delta_bytes_per_passage"] * r["n"] - s["index_memory_bytes"] for s in rows]))
 
-    if smaller is not None:
-        small = next((s for s in smaller["serve"] if (s["nprobe"], s["rescore"]) == (ref["nprobe"], ref["rescore"])), None)
-        if small is not None and smaller["n"] != results["n"]:
-            per = (residual(results, ref) - residual(smaller, small)) / (results["n"] - smaller["n"])
-            per = max(per, 0.0)
-            return max(residual(smaller, small) - per * smaller["n"], 0.0), per, f"fitted through n={smaller['n']:,} and n={results['n']:,}"
-    return 0.0, max(residual(results, ref), 0.0) / results["n"], "all of it counted per passage (one size measured)"
+    if smaller is not None and smaller["n"] != results["n"]:
+        per = max((residual(results) - residual(smaller)) / (results["n"] - smaller["n"]), 1 / 8)
+        fixed = max(residual(smaller) - per * smaller["n"], 0.0)
+        return fixed, per, f"fitted through n={smaller['n']:,} and n={results['n']:,} (slope floored at 1/8 B: bitmap)"
+    return 0.0, max(residual(results), 0.0) / results["n"], "all of it counted per passage (one size measured)"
 
 
 def project_global(
