@@ -139,6 +139,44 @@ def stage_gen(d: Path, n: int, dim: int, parts: int, nq: int, deleted: float, se
     return {"gen_s": round(time.perf_counter() - t, 1)}
 
 
+def stage_gen_release(d: Path, n: int, dim: int, parts: int, nq: int, deleted: float, seed: int = 0) -> dict[str, Any]:
+    """bench/synthetic_release.py's vectors (topic centre + paper offset + noise; no texts) as fp16 parts.
+
+    Queries as bench/scale_sim.py makes them: stored passages picked at random, vector + noise of
+    the per-passage noise's size (so each query's own passage is among its exact top 10).
+    """
+    from bench.synthetic_release import DIM, release_vectors
+
+    if dim != DIM:
+        raise SystemExit(f"--data release writes {DIM}-d vectors; drop --dim {dim}")
+    rng = np.random.default_rng(seed + 1)
+    (d / "parts").mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    bounds = np.linspace(0, n, parts + 1).astype(np.int64)
+    batches = release_vectors(n, seed=seed, batch=CHUNK)
+    pending = np.zeros((0, dim), np.float16)
+    for p in range(parts):
+        size = int(bounds[p + 1] - bounds[p])
+        mm = np.lib.format.open_memmap(d / "parts" / f"part-{p:05d}.f16.npy", mode="w+", dtype=np.float16, shape=(size, dim))
+        lo = 0
+        while lo < size:
+            if not len(pending):
+                pending = next(batches)
+            take = min(size - lo, len(pending))
+            mm[lo : lo + take] = pending[:take]
+            pending, lo = pending[take:], lo + take
+        mm.flush()
+        del mm
+    picks = np.sort(rng.choice(n, nq, replace=False))
+    vecs = np.concatenate([np.asarray(a[picks[(picks >= s) & (picks < s + len(a))] - s], np.float32) for s, a in open_parts(d)])
+    q = vecs + rng.standard_normal(vecs.shape).astype(np.float32) * np.float32(0.45 / np.sqrt(dim))
+    np.save(d / "queries.npy", q[rng.permutation(nq)])
+    tomb = np.zeros(n, dtype=np.uint8)
+    tomb[rng.choice(n, int(n * deleted), replace=False)] = 1
+    tomb.tofile(d / "tombstones.u8")
+    return {"gen_s": round(time.perf_counter() - t, 1), "data": "release"}
+
+
 def open_parts(d: Path) -> list[tuple[int, np.ndarray]]:
     out, start = [], 0
     for f in sorted((d / "parts").glob("part-*.f16.npy")):
@@ -237,6 +275,7 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
 
     from datastore.config import DatastoreConfig, IVFPQConfig
     from datastore.index.base import Exclusion, PartVectors
+    from datastore.index.ivfpq import plan_nprobe
     from datastore.index.registry import load_index
 
     faiss.omp_set_num_threads(1)
@@ -278,16 +317,17 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
         return round(float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, ref, strict=True)])), 4)
 
     searcher = index._ready()
+    used = plan_nprobe(int(searcher.nlist), config.ivfpq)
     t = time.thread_time()
     for x in q:
-        searcher.quantizer.search(x[None], nprobe)
+        searcher.quantizer.search(x[None], used)
     coarse_ms = (time.thread_time() - t) / len(q) * 1000
     plain, excluded, lat_plain, lat_excl = run()
     deleted = np.flatnonzero(np.asarray(tomb))
     after = smaps()
     by_file = rss_by_file()
     return {
-        "nprobe": nprobe, "rescore": rescore, "queries": len(q), "open_s": round(open_s, 2),
+        "nprobe": nprobe, "nprobe_used": used, "rescore": rescore, "queries": len(q), "open_s": round(open_s, 2),
         "recall_at_10": recall(plain, truth), "recall_at_10_excluding": recall(excluded, truth_x),
         "deleted": int(excl.count), "deleted_in_results": int(np.isin(excluded, deleted).sum()),
         "full_results_with_exclude": bool((excluded >= 0).all()),
@@ -304,14 +344,53 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     }
 
 
+def stage_sweep(d: Path, nq: int, grid: str) -> dict[str, Any]:
+    """recall@10 and one-core CPU p50/p99 of every nprobe x rescore pair in one process (no exclusion).
+
+    ``grid``: "NPROBES:RESCORES", e.g. "16,32,64:200,1000". One index load; the pairs run in order,
+    each after 10 warm-up queries. Memory is left to the serve stage.
+    """
+    import faiss
+
+    from datastore.config import DatastoreConfig
+    from datastore.index.base import PartVectors
+    from datastore.index.ivfpq import plan_nprobe
+    from datastore.index.registry import load_index
+
+    faiss.omp_set_num_threads(1)
+    q = np.load(d / "queries.npy")[:nq]
+    truth = np.load(d / "truth.npy")[:nq]
+    sources = open_parts(d)
+    index = load_index(d / "index", int(q.shape[1]), DatastoreConfig(), vectors=PartVectors(sources))
+    probes, rescores = ([int(x) for x in part.split(",")] for part in grid.split(":"))
+    rows = []
+    for nprobe in probes:
+        for rescore in rescores:
+            index.config = index.config.model_copy(update={"nprobe": nprobe, "rescore": rescore})
+            for x in q[:10]:
+                index.search(x[None], K)
+            cpu, found = np.empty(len(q)), np.empty((len(q), K), np.int64)
+            for i, x in enumerate(q):
+                c = time.thread_time()
+                found[i] = index.search(x[None], K)[1][0]
+                cpu[i] = time.thread_time() - c
+            rec = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth, strict=True)]))
+            rows.append({"nprobe": nprobe, "nprobe_used": plan_nprobe(int(index._ready().nlist), index.config),
+                         "rescore": rescore, "recall_at_10": round(rec, 4),
+                         "p50_ms": round(float(np.percentile(cpu, 50)) * 1000, 3),
+                         "p99_ms": round(float(np.percentile(cpu, 99)) * 1000, 3), "load": load()})
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return {"nlist": int(index._ready().nlist), "queries": len(q), "rows": rows}
+
+
 # -- driver -------------------------------------------------------------------------------------
 def child(stage: str, args: argparse.Namespace, **kw: Any) -> dict[str, Any]:
     """Run ``stage`` in a fresh interpreter; returns its JSON result."""
     out = args.dir / f"{stage}.json"
     cmd = [sys.executable, __file__, "--stage", stage, "--dir", str(args.dir), "--n", str(args.n),
-           "--dim", str(args.dim), "--parts", str(args.parts), "--queries", str(args.queries),
+           "--dim", str(args.dim), "--parts", str(args.parts), "--queries", str(args.queries), "--data", args.data,
            "--memory-mb", str(args.memory_mb), "--threads", str(args.threads),
-           "--nprobe", str(kw.get("nprobe", 64)), "--rescore", str(kw.get("rescore", 200))]
+           "--nprobe", str(kw.get("nprobe", 0)), "--rescore", str(kw.get("rescore", 1000)), "--sweep", args.sweep]
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     res: dict[str, Any] = json.loads(out.read_text())
@@ -328,9 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deleted", type=float, default=0.01, help="fraction of ids tombstoned")
     ap.add_argument("--memory-mb", type=int, default=2048, help="datastore.build_memory_mb")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="FAISS threads while building")
-    ap.add_argument("--nprobe", type=int, default=64)
-    ap.add_argument("--rescore", type=int, default=200)
-    ap.add_argument("--settings", default="64:200,32:200,128:200,64:100", help="nprobe:rescore pairs served")
+    ap.add_argument("--nprobe", type=int, default=0)
+    ap.add_argument("--rescore", type=int, default=1000)
+    ap.add_argument("--settings", default="0:1000,64:1000,64:200,64:500", help="nprobe:rescore pairs served (nprobe 0: auto)")
+    ap.add_argument("--data", default="clustered", choices=["clustered", "release"],
+                    help="clustered: this file's anisotropic clusters; release: bench/synthetic_release.py's vectors "
+                    "(topic + paper + noise, as bench/scale_sim.py serves them)")
+    ap.add_argument("--sweep", default="", help="NPROBES:RESCORES grid measured in one process (recall, CPU p50/p99), "
+                    "e.g. 16,32,64,128:200,500,1000; before the serve settings")
     ap.add_argument("--dir", type=Path, default=Path("/work/tmp-ds-index/global"))
     ap.add_argument("--stage", default="")
     ap.add_argument("--skip", default="", help="comma list of stages already done (gen,truth,build)")
@@ -340,16 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
 
     if args.stage:
-        fn = {"gen": lambda: stage_gen(args.dir, args.n, args.dim, args.parts, args.queries, args.deleted),
+        gen = stage_gen_release if args.data == "release" else stage_gen
+        fn = {"gen": lambda: gen(args.dir, args.n, args.dim, args.parts, args.queries, args.deleted),
               "truth": lambda: stage_truth(args.dir),
               "build": lambda: stage_build(args.dir, args.memory_mb, args.threads),
-              "serve": lambda: stage_serve(args.dir, args.queries, args.nprobe, args.rescore)}[args.stage]
+              "serve": lambda: stage_serve(args.dir, args.queries, args.nprobe, args.rescore),
+              "sweep": lambda: stage_sweep(args.dir, args.queries, args.sweep)}[args.stage]
         res = {"load_before": load(), **fn(), "load_after": load()}
         (args.dir / f"{args.stage}.json").write_text(json.dumps(res, indent=1))
         return 0
 
     out = args.out or REPO / "bench" / "results" / f"index_global_{args.n}.json"
-    results: dict[str, Any] = {"n": args.n, "dim": args.dim, "parts": args.parts, "deleted_fraction": args.deleted,
+    results: dict[str, Any] = {"n": args.n, "dim": args.dim, "parts": args.parts, "deleted_fraction": args.deleted, "data": args.data,
                                "machine": {"cpus": os.cpu_count(), "load_at_start": load()}, "k": K,
                                "latency": "p50/p99 = the searching thread's CPU time (one FAISS thread); wall_* include waiting for a core"}
     skip = set(filter(None, args.skip.split(",")))
@@ -362,8 +448,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(results[stage]), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))
+    if args.sweep:
+        print(f"== sweep {args.sweep} (load {load()})", flush=True)
+        results["sweep"] = child("sweep", args)
+        out.write_text(json.dumps(results, indent=1))
     results["serve"] = []
-    for pair in args.settings.split(","):
+    for pair in filter(None, args.settings.split(",")):
         nprobe, rescore = (int(x) for x in pair.split(":"))
         print(f"== serve nprobe={nprobe} rescore={rescore} (load {load()})", flush=True)
         r = child("serve", args, nprobe=nprobe, rescore=rescore)
@@ -388,6 +478,10 @@ def print_table(r: dict[str, Any]) -> None:
           f"(train {b['train_s']}s, add {b['add_s']}s, merge {b['save_merge_s']}s), peak RSS "
           f"{b['peak_rss_bytes_per_passage']} B/passage (anonymous {b.get('peak_anon_bytes_per_passage')}), index {b['index_disk_bytes_per_passage']} B/passage on disk")
     print(f"exact baseline: {r['truth']['exact_ms_per_query_batched_all_cores']} ms/query (batched, all cores)")
+    if "sweep" in r:
+        print(f"sweep (one process, no exclusion, nlist {r['sweep']['nlist']}): nprobe rescore R@10 p50 p99 (CPU ms)")
+        for row in r["sweep"]["rows"]:
+            print(f"{row['nprobe']:>6} {row['rescore']:>7} {row['recall_at_10']:>6} {row['p50_ms']:>7} {row['p99_ms']:>7}")
     print(f"{'nprobe':>6} {'rescore':>7} {'R@10':>6} {'R@10x':>6} {'p50':>7} {'p99':>7} {'p50x':>7} {'p99x':>7} {'anonB/p':>8} {'fileB/p':>8}")
     for s in r["serve"]:
         print(f"{s['nprobe']:>6} {s['rescore']:>7} {s['recall_at_10']:>6} {s['recall_at_10_excluding']:>6} "

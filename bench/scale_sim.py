@@ -200,11 +200,12 @@ def _exact_topk(root: Path, ds: Any, queries: np.ndarray, k: int) -> np.ndarray:
     return best_i
 
 
-def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both") -> dict[str, Any]:
+def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both", sweep: str = "") -> dict[str, Any]:
     """Open the imported datastore as the service does and time single queries on one core.
 
     ``mode``: dense (no sparse index opened; recall against exact search), hybrid (with the sparse
-    index, no exact search), both.
+    index, no exact search), both. ``sweep`` ("NPROBES:RESCORES", IVF-PQ, not in hybrid mode): after
+    the configured setting, recall@10 and p50/p99 of the raw dense search for each pair.
     """
     os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})
     import faiss
@@ -273,6 +274,23 @@ def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both") -> dict
             t = time.perf_counter()
             _exact_topk(root, ds, qvecs[i : i + 1], 10)
             exact_ms.append((time.perf_counter() - t) * 1000)
+    rows = []
+    if sweep and mode != "hybrid" and hasattr(ds.index, "config"):  # exact (above) is the truth of every pair
+        configured = ds.index.config
+        probes, rescores = ([int(x) for x in part.split(",")] for part in sweep.split(":"))
+        for nprobe in probes:
+            for rescore in rescores:
+                ds.index.config = configured.model_copy(update={"nprobe": nprobe, "rescore": rescore})
+                for i in range(10):
+                    ds.search(qvecs[i : i + 1], 10)
+                ms, got = [], np.zeros((len(qvecs), 10), dtype=np.int64)
+                for i in range(len(qvecs)):
+                    t = time.perf_counter()
+                    got[i] = ds.search(qvecs[i : i + 1], 10)[1][0]
+                    ms.append((time.perf_counter() - t) * 1000)
+                rec = float(np.mean([len(set(got[i]) & set(exact[i])) / 10 for i in range(len(qvecs))]))
+                rows.append({"nprobe": nprobe, "rescore": rescore, "recall_at_10": round(rec, 4), **_percentiles(ms), "load": load()})
+        ds.index.config = configured
     live = len(ds)
     index_kind = ds.manifest.index.kind if ds.manifest.index else "?"
     return {
@@ -286,6 +304,7 @@ def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both") -> dict
         "hybrid": _percentiles(hybrid_ms) if hybrid_ms else None,
         "sparse_stage": _percentiles(sparse_ms) if sparse_ms else None, "exact": _percentiles(exact_ms) if exact_ms else None,
         "recall_at_10": round(recall, 4) if recall is not None else None, "load": load(),
+        **({"sweep": rows} if rows else {}),
     }
 
 
@@ -299,11 +318,13 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--keep", action="store_true", help="Keep the release and datastore (default: delete).")
     ap.add_argument("--import-procs", type=int, default=1, help="Importer processes, each on its own release shards.")
+    ap.add_argument("--sweep", default="", help="NPROBES:RESCORES, e.g. 16,64:200,1000: the dense serve step also "
+                    "measures recall@10 and p50/p99 of each IVF-PQ pair (against the same exact search)")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve-mode", default="both", choices=["dense", "hybrid", "both"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        print(json.dumps(serve(args.serve, args.queries, mode=args.serve_mode)))
+        print(json.dumps(serve(args.serve, args.queries, mode=args.serve_mode, sweep=args.sweep)))
         return
     from synthetic_release import write_release  # bench/ is on sys.path when run as a script
 
@@ -358,7 +379,7 @@ def main() -> None:
     results["finalize"] = fin
     checkpoint("finalize")
     dense = run_measured([py, str(Path(__file__).resolve()), "--serve", str(ds_root), "--queries", str(args.queries),
-                          "--serve-mode", "dense"], env, "serve dense")
+                          "--serve-mode", "dense", "--sweep", args.sweep], env, "serve dense")
     results["serve_dense"] = json.loads(dense.pop("stdout").strip().splitlines()[-1])
     results["serve_dense_process"] = dense
     checkpoint("serve_dense")
@@ -422,6 +443,10 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"scale_sim N={r['n']:,}")
     for a, b in rows:
         print(f"  {a.ljust(width)}  {b}")
+    if s.get("sweep"):
+        print("  sweep (raw dense search, one core): nprobe rescore recall@10 p50 p99 ms")
+        for row in s["sweep"]:
+            print(f"    {row['nprobe']:>6} {row['rescore']:>7} {row['recall_at_10']:>7} {row['p50_ms']:>7} {row['p99_ms']:>7}")
 
 
 if __name__ == "__main__":

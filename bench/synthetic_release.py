@@ -33,6 +33,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +61,13 @@ def vocabulary(path: Path = SCIFACT) -> tuple[np.ndarray, np.ndarray]:
 class Generator:
     """Papers -> chunks -> vectors, deterministic in the seed."""
 
-    def __init__(self, n_topics: int, seed: int = 0) -> None:
+    def __init__(self, n_topics: int, seed: int = 0, *, texts: bool = True) -> None:
+        """``texts=False``: vectors only (no SciFact vocabulary; same distributions, other draws)."""
         self.rng = np.random.default_rng(seed)
-        self.words, self.cdf = vocabulary()
-        mid = np.arange(200, min(len(self.words), 20_000))
-        self.topic_words = np.stack([self.rng.choice(mid, TOPIC_WORDS, replace=False) for _ in range(n_topics)])
+        if texts:
+            self.words, self.cdf = vocabulary()
+            mid = np.arange(200, min(len(self.words), 20_000))
+            self.topic_words = np.stack([self.rng.choice(mid, TOPIC_WORDS, replace=False) for _ in range(n_topics)])
         self.centres = self.rng.standard_normal((n_topics, DIM)).astype(np.float32) * (1.2 / np.sqrt(DIM))
         self.n_topics = n_topics
 
@@ -88,6 +91,35 @@ class Generator:
         offsets = self.rng.standard_normal((len(uniq), DIM)).astype(np.float32) * (0.6 / np.sqrt(DIM))
         noise = self.rng.standard_normal((n, DIM)).astype(np.float32) * (0.45 / np.sqrt(DIM))
         return (self.centres[topics] + offsets[inv] + noise).astype(np.float16)
+
+
+def release_vectors(n: int, *, seed: int = 0, batch: int = 100_000) -> Iterator[np.ndarray]:
+    """The release's vectors without its texts, ``batch`` rows at a time (float16, n rows in all).
+
+    Same model as ``write_release``: n // 2000 topics, papers of log-normal length (plus a 6-13 word
+    title) cut into 256-word passages, each passage = topic centre + paper offset + noise. For
+    measuring the index on this data without writing texts (bench/index_global.py --data release).
+    """
+    gen = Generator(n_topics=max(16, n // 2000), seed=seed, texts=False)
+    rng = gen.rng
+    paper_no, left = 0, n
+    carry_t = carry_p = np.zeros(0, dtype=np.int64)
+    while left:
+        want = min(batch, left)
+        topics, papers = [carry_t], [carry_p]
+        have = len(carry_t)
+        while have < want:
+            m = max(16, (want - have) // 4)
+            words = np.clip(rng.lognormal(6.9, 0.8, m), 40, 12_000).astype(np.int64) + rng.integers(6, 14, m)
+            chunks = -(-words // CHUNK_WORDS)
+            topics.append(np.repeat(rng.integers(gen.n_topics, size=m), chunks))
+            papers.append(np.repeat(np.arange(paper_no, paper_no + m), chunks))
+            paper_no += m
+            have += int(chunks.sum())
+        t, p = np.concatenate(topics), np.concatenate(papers)
+        carry_t, carry_p = t[want:], p[want:]  # a paper cut at the batch end goes on in the next one
+        yield gen.vectors(t[:want], p[:want])
+        left -= want
 
 
 def write_release(

@@ -83,9 +83,9 @@ class Datastore:
             if journal.pending(root) is None:
                 raise
             raise DatastoreError(
-                f"{root} is being changed by an add or delete ({exc.message})",
-                hint="retry when it finishes; if no process is writing it, rerun that add or delete (or any "
-                "`datastore delete`/`add`) to finish or undo it",
+                f"{root} is being changed by an add, delete or compact ({exc.message})",
+                hint="retry when it finishes; if no process is writing it, rerun that add, delete or compact (or "
+                "any `datastore delete`/`add`/`compact`) to finish or undo it",
                 retryable=True,
             ) from exc
         for p in manifest.parts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,64 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
     return manifest
 
 
+@dataclass
+class CompactReport:
+    """What `compact_index` did: segment counts and index bytes before and after."""
+
+    kind: str
+    segments_before: int
+    segments_after: int
+    bytes_before: int
+    bytes_after: int
+    ntotal: int
+    manifest: Manifest
+
+    @property
+    def changed(self) -> bool:
+        return self.segments_after < self.segments_before
+
+
+def compact_index(root: Path, config: DatastoreConfig) -> CompactReport:
+    """Merge the IVF-PQ index's segments (each `datastore add` leaves one more) into one.
+
+    Under the write lock, crash-safe like `add`: the merged index is written to ``index.tmp/``
+    (every code read and written once: O(index) disk I/O and free space, bounded RAM), swapped in
+    for ``index/`` (kept as ``index.old/`` until the manifest commits), re-stamped, and the
+    manifest written last. Passages, parts, tombstones and search results do not change. flat and
+    HNSW indexes are one file: nothing to merge, nothing written (``changed`` is False), as for an
+    IVF-PQ index that has one segment already.
+    """
+    root = Path(root)
+    with locked(root):
+        manifest = journal.recover(root, read_manifest(root, require_complete=True))
+        index_files = [r for r in manifest.files if r.startswith(INDEX_DIR + "/")]
+        for rel in index_files:
+            check_file(root, rel, manifest.files[rel])
+        assert manifest.index is not None
+        kind = manifest.index.kind
+        size = sum(manifest.files[r].bytes for r in index_files)
+        if kind != "ivfpq":
+            return CompactReport(kind, 1, 1, size, size, manifest.index.ntotal, manifest)
+        vectors = part_vectors(root, manifest.parts, manifest.encoder.dim)
+        index = global_index.load(root / INDEX_DIR, manifest.encoder.dim, config, vectors, workdir=root / BUILD_DIR)
+        before = len(index.segments)
+        if before <= 1:
+            return CompactReport(kind, before, before, size, size, int(index.ntotal), manifest)
+        journal.begin(root, manifest, "compact")
+        files = _save_index(root, index, compact=True)
+        after = len(index.segments)
+        del index  # unmaps the merged segment (now under index/)
+        shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
+        old = manifest.files
+        manifest.files = {r: s for r, s in old.items() if not r.startswith(INDEX_DIR + "/")}
+        manifest.files.update({f"{INDEX_DIR}/{f}": restamp(root, f"{INDEX_DIR}/{f}", old.get(f"{INDEX_DIR}/{f}")) for f in files})
+        manifest.index = manifest.index.model_copy(update={"files": files})
+        manifest.save(root)
+        journal.end(root)
+        return CompactReport(kind, before, after, size, sum(manifest.files[f"{INDEX_DIR}/{f}"].bytes for f in files),
+                             manifest.index.ntotal, manifest)
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 
 def part_vectors(root: Path, parts: Sequence[PartInfo], dim: int) -> PartVectors:
@@ -250,14 +309,15 @@ def _add_parts_to_index(index: Any, parts: Sequence[PartInfo], vectors: PartVect
                 bar.update(hi - lo)
 
 
-def _save_index(root: Path, index: Any) -> list[str]:
+def _save_index(root: Path, index: Any, *, compact: bool = False) -> list[str]:
     """Write the index into ``index.tmp/`` and swap it in for ``index/`` (the previous one is kept as
-    ``index.old/`` until the manifest commits); returns its file names."""
+    ``index.old/`` until the manifest commits); returns its file names. ``compact``: IVF-PQ with all
+    its segments merged into one."""
     tmp = root / (INDEX_DIR + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    files = sorted(index.save(tmp))
+    files = sorted(index.compact(tmp) if compact else index.save(tmp))
     old = root / journal.INDEX_OLD  # kept until the manifest commits (journal.end), for recovery
     if old.exists():
         shutil.rmtree(old)

@@ -1,12 +1,13 @@
-"""Crash safety of `add` and `delete`: an intent record written before files change, undone or redone.
+"""Crash safety of `add`, `delete` and `compact`: an intent record written before files change, undone or redone.
 
 `add` and `delete` change files in place (the tombstone map, the hash index) and swap the index
-directory before the manifest, written last, commits the change. ``root/.pending.json`` records the
-operation first; if the process dies before the commit, the next writer (under the lock) puts the
-datastore back as the manifest describes it (`add`: truncate the tombstones, drop the new hashes,
-restore ``index.old/``) or finishes it (`delete`: set the recorded ids again, re-stamp). Without a
-record a stamp mismatch stays what it is: corruption. Readers that meet a record while a file does
-not match get a retryable error instead.
+directory before the manifest, written last, commits the change; `compact` only swaps the index
+directory. ``root/.pending.json`` records the operation first; if the process dies before the
+commit, the next writer (under the lock) puts the datastore back as the manifest describes it
+(`add`: truncate the tombstones, drop the new hashes, restore ``index.old/``; `compact`: restore
+``index.old/``) or finishes it (`delete`: set the recorded ids again, re-stamp). Without a record a
+stamp mismatch stays what it is: corruption. Readers that meet a record while a file does not match
+get a retryable error instead.
 """
 
 from __future__ import annotations
@@ -72,6 +73,14 @@ def recover(root: Path, manifest: Manifest) -> Manifest:
             conn.execute("DELETE FROM h WHERE id >= ?", (n,))
             conn.commit()
             conn.close()
+        end(root)
+        return manifest
+    if record.get("op") == "compact":  # nothing but the index changed: the previous one comes back
+        old = root / INDEX_OLD
+        if old.is_dir():
+            shutil.rmtree(root / INDEX_DIR, ignore_errors=True)
+            old.rename(root / INDEX_DIR)
+        shutil.rmtree(root / (INDEX_DIR + ".tmp"), ignore_errors=True)
         end(root)
         return manifest
     if record.get("op") == "delete":

@@ -1,4 +1,4 @@
-"""`openscholar datastore build|add|delete|info|verify`."""
+"""`openscholar datastore build|add|delete|info|verify|compact`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from datastore.integrity import check_files, scrub
 from datastore.manifest import FORMAT_VERSION, read_manifest
 from openscholar.components import default_sources
 
-app = typer.Typer(help="Build, inspect, extend, prune and verify datastores.", no_args_is_help=True)
+app = typer.Typer(help="Build, inspect, extend, prune, verify and compact datastores.", no_args_is_help=True)
 
 
 def _report(report: BuildReport, seconds: float) -> None:
@@ -249,3 +249,36 @@ def verify(
         out.print(f"[red]BAD[/] {rel}: {why}", highlight=False)
     if report.bad:
         raise typer.Exit(1)
+
+
+@app.command("compact")
+def compact(
+    ctx: typer.Context,
+    root: Path = typer.Argument(None, help="Datastore directory (default: datastore.path)."),
+    as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
+) -> None:
+    """Merge the IVF-PQ index's segments (each `datastore add` leaves one) into one; results do not change.
+
+    Rewrites the index once (needs its size in free disk), under the write lock; readers keep
+    serving meanwhile. flat and HNSW indexes are one file: nothing to compact.
+    """
+    from datastore.finalize import compact_index
+
+    root = (root or settings(ctx).datastore_path).expanduser()
+    t0 = time.perf_counter()
+    report = compact_index(root, settings(ctx).datastore)
+    seconds = time.perf_counter() - t0
+    if as_json:
+        print_json({"path": str(root), "kind": report.kind, "changed": report.changed,
+                    "segments_before": report.segments_before, "segments_after": report.segments_after,
+                    "index_bytes_before": report.bytes_before, "index_bytes_after": report.bytes_after,
+                    "vectors": report.ntotal, "seconds": round(seconds, 2)})
+    if report.kind != "ivfpq":
+        msg = f"{root}: the index is {report.kind}, one file with no segments: nothing to compact (only IVF-PQ indexes have segments)"
+    elif not report.changed:
+        msg = f"{root}: the IVF-PQ index has {report.segments_before} segment: nothing to compact"
+    else:
+        msg = (f"{root}: IVF-PQ index compacted: {report.segments_before} segments -> {report.segments_after} "
+               f"({report.ntotal} vectors; index {report.bytes_before / 1e6:.1f} -> {report.bytes_after / 1e6:.1f} MB; "
+               f"files re-stamped); {seconds:.1f}s")
+    err.print(msg, highlight=False)

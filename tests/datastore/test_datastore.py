@@ -213,7 +213,7 @@ def test_an_add_that_dies_midway_is_undone_by_the_next_writer(tiny, scifact_subs
     with pytest.raises(ValueError):
         add_parts(root, [info], cfg, progress=False)
     assert (root / ".pending.json").is_file() and (root / "tombstones.u8").stat().st_size > before.passages
-    with pytest.raises(DatastoreError, match="being changed by an add or delete") as exc:
+    with pytest.raises(DatastoreError, match="being changed by an add, delete or compact") as exc:
         Datastore.open(root)
     assert exc.value.retryable
     vec.write_bytes(good)

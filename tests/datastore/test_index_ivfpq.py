@@ -155,3 +155,29 @@ def test_compact_merges_segments_into_one(data, tmp_path: Path) -> None:
     assert recall_at_10(before[1], base[:6000], queries) >= 0.95
     loaded.add(base[:10], np.arange(8000, 8010, dtype=np.int64))
     assert "seg-00005.ivfdata" in loaded.save(tmp_path)
+
+
+def test_auto_nprobe_grows_with_sqrt_nlist_and_explicit_settings_are_honoured(data) -> None:
+    from datastore.index.ivfpq import plan_nprobe
+
+    auto = IVFPQConfig()
+    assert auto.nprobe == 0 and auto.rescore == 1000
+    assert [plan_nprobe(nl, auto) for nl in (16, 263, 4000, 4096, 8962, 61579)] == [16, 64, 64, 64, 95, 249]
+    assert plan_nprobe(61579, IVFPQConfig(nprobe=64)) == 64 and plan_nprobe(8, IVFPQConfig(nprobe=32)) == 32
+    base, queries = data
+    index = trained(base, IVFPQConfig(nlist=32, m=8, nbits=8, rescore=100))  # nprobe auto: all 32 lists
+    index.add(base, np.arange(len(base), dtype=np.int64))
+    index.vectors = PartVectors([(0, base.astype(np.float16))])
+    quantizer = index._ready().quantizer
+    home = quantizer.search(queries, 1)[1][:, 0]
+
+    def foreign_hits() -> int:
+        """Results of the top 400 outside each query's nearest list (~250 vectors per list)."""
+        ids = index.search(queries, 400)[1]
+        lists = quantizer.search(base[np.maximum(ids, 0).ravel()], 1)[1].reshape(ids.shape)
+        return int(((lists != home[:, None]) & (ids >= 0)).sum())
+
+    assert foreign_hits() > 0, "auto visits more than the nearest list"
+    assert recall_at_10(index.search(queries, 10)[1], base, queries) >= 0.95
+    index.config = IVFPQConfig(nlist=32, m=8, nbits=8, nprobe=1, rescore=100)
+    assert foreign_hits() == 0, "an explicit nprobe 1 visits only the nearest list"
