@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import itertools
 import json
 import mmap
 import os
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -61,10 +63,16 @@ def make_parts(directory: Path, n: int, dim: int, parts: int) -> tuple[list[np.m
             out.flush()
             del out
             os.replace(tmp, path)
-        arrays.append(np.load(path, mmap_mode="r"))
+        arrays.append(cast(np.memmap, np.load(path, mmap_mode="r")))
         starts.append(lo)
         lo += int(size)
     return arrays, starts
+
+
+def mapped(array: np.memmap) -> mmap.mmap:
+    """The mapping behind a whole-file memmap (``np.load(..., mmap_mode='r')``)."""
+    assert isinstance(array.base, mmap.mmap)
+    return array.base
 
 
 def mapping(array: np.memmap) -> tuple[int, int]:
@@ -80,20 +88,20 @@ def resident_pages(arrays: list[np.memmap]) -> int:
         vec = (ctypes.c_ubyte * ((size + mmap.PAGESIZE - 1) // mmap.PAGESIZE))()
         if LIBC.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
             raise OSError(ctypes.get_errno(), "mincore failed")
-        total += int((np.frombuffer(vec, dtype=np.uint8) & 1).sum())
+        total += int((np.frombuffer(bytes(vec), dtype=np.uint8) & 1).sum())
     return total
 
 
 def evict(arrays: list[np.memmap], fds: list[int]) -> None:
     for a, fd in zip(arrays, fds, strict=True):
-        a.base.madvise(mmap.MADV_DONTNEED)  # our mapped pages: the kernel keeps mapped pages cached
+        mapped(a).madvise(mmap.MADV_DONTNEED)  # our mapped pages: the kernel keeps mapped pages cached
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def pread_gather(vec: PartVectors, fds: list[int], pool: ThreadPoolExecutor, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+def pread_gather(vec: PartVectors, arrays: list[np.memmap], fds: list[int], pool: ThreadPoolExecutor, threads: int) -> Callable[[np.ndarray], np.ndarray]:
     """The thread-pool alternative: ``threads`` workers preadv rows of sorted ``ids`` into the output."""
     starts = np.asarray(vec.starts, dtype=np.int64)
-    offsets = [int(a.offset) for a in vec.arrays]
+    offsets = [int(a.offset) for a in arrays]
     row = vec.dim * 2
 
     def gather(ids: np.ndarray) -> np.ndarray:
@@ -106,7 +114,7 @@ def pread_gather(vec: PartVectors, fds: list[int], pool: ThreadPoolExecutor, thr
                 os.preadv(fds[part[i]], [out[i]], pos[i])
 
         bounds = np.linspace(0, len(ids), threads + 1).astype(int)
-        list(pool.map(read, [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]))
+        list(pool.map(read, [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]))
         return out
 
     return gather
@@ -118,7 +126,7 @@ def pct(xs: list[float], q: float) -> float:
 
 def device_info() -> str:
     try:
-        out = subprocess.run(["lsblk", "-d", "-o", "NAME,ROTA,SIZE,MODEL"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["lsblk", "-d", "-o", "NAME,ROTA,SIZE,MODEL"], check=False, capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         out = ""
     return " | ".join(line.strip() for line in out.splitlines() if line.strip())
@@ -153,18 +161,18 @@ def main() -> None:
     arrays, starts = make_parts(Path(args.dir), args.n, args.dim, args.parts)
     gen_s = time.perf_counter() - t0
     vec = PartVectors(arrays, starts, args.dim)
-    fds = [os.open(a.filename, os.O_RDONLY) for a in arrays]
+    fds = [os.open(str(a.filename), os.O_RDONLY) for a in arrays]
     threads = [int(t) for t in args.threads.split(",") if t]
     pool = ThreadPoolExecutor(max(threads, default=1))
 
     def serial_random(ids: np.ndarray) -> np.ndarray:
         for a in arrays:
-            a.base.madvise(mmap.MADV_RANDOM)
+            mapped(a).madvise(mmap.MADV_RANDOM)
         try:
             return vec.rows(ids)
         finally:
             for a in arrays:
-                a.base.madvise(mmap.MADV_NORMAL)
+                mapped(a).madvise(mmap.MADV_NORMAL)
 
     def prefetch(ids: np.ndarray) -> np.ndarray:
         vec.prefetch(ids)
@@ -181,8 +189,8 @@ def main() -> None:
     variants: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "serial": vec.rows, "serial_random": serial_random, "prefetch": prefetch, "fadvise": fadvise,
     }
-    for t in threads:
-        variants[f"pread_{t}"] = pread_gather(vec, fds, pool, t)
+    for nt in threads:
+        variants[f"pread_{nt}"] = pread_gather(vec, arrays, fds, pool, nt)
     names = list(variants)
     cold: dict[str, list[float]] = {v: [] for v in names}
     hot: dict[str, list[float]] = {v: [] for v in names}
@@ -236,9 +244,9 @@ def main() -> None:
             "pages_read_per_query_mean": float(np.mean(pages[name])),
             "mb_read_per_query_mean": float(np.mean(pages[name]) * mmap.PAGESIZE / 2**20),
         }
-    result = {
+    result: dict[str, Any] = {
         "n": args.n, "dim": args.dim, "parts": args.parts, "rescore": args.rescore, "queries": args.queries,
-        "file_bytes": sum(Path(a.filename).stat().st_size for a in arrays),
+        "file_bytes": sum(Path(str(a.filename)).stat().st_size for a in arrays),
         "row_bytes": args.dim * 2, "generate_s": gen_s,
         "max_resident_pages_before_cold_call": before_max, "file_pages": total_pages,
         "load_avg_start": load_start, "load_avg_end": load_end, "cpus": os.cpu_count(),

@@ -28,6 +28,8 @@ class RowReadahead:
 
     def __init__(self, array: np.ndarray) -> None:
         self.map: mmap.mmap | None = None
+        self.offset = 0  # where row 0 starts in the mapping
+        self.row_bytes = 0
         if (
             hasattr(mmap, "MADV_WILLNEED")
             and isinstance(array, np.memmap)
@@ -36,7 +38,7 @@ class RowReadahead:
             and array.flags.c_contiguous
         ):
             self.map = array.base
-            self.offset = int(array.offset) % mmap.ALLOCATIONGRANULARITY  # where row 0 starts in the mapping
+            self.offset = int(array.offset) % mmap.ALLOCATIONGRANULARITY
             self.row_bytes = int(array.strides[0])
 
     @property
