@@ -67,7 +67,7 @@ class PartVectors:
 
     def prefetch(self, ids: np.ndarray) -> None:
         """Queue disk reads of the rows of ``ids`` (ascending) without waiting; ids out of range are skipped."""
-        if self._readahead is None:
+        if self._readahead is None or len(self._readahead) != len(self.arrays):
             self._readahead = [RowReadahead(a) for a in self.arrays]
         gids = np.asarray(ids, dtype=np.int64).ravel()
         if not len(gids):

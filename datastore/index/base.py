@@ -141,7 +141,7 @@ class PartVectors:
         return out
 
     def prefetch(self, ids: np.ndarray) -> None:
-        if self._readahead is None:
+        if self._readahead is None or len(self._readahead) != len(self.arrays):
             self._readahead = [RowReadahead(a) for a in self.arrays]
         ids = np.asarray(ids, dtype=np.int64)
         which = np.searchsorted(self.ends, ids, side="right")
