@@ -1,7 +1,8 @@
 """The parts' fp16 vectors seen as one array indexed by global id (the index's `VectorSource`).
 
 IVF-PQ re-scores its short list exactly from these rows; the router and tests read them too. Each
-part's ``vectors.f16.npy`` is memory-mapped, so only the rows asked for are paged in.
+part's ``vectors.f16.npy`` is memory-mapped, so only the rows asked for are paged in; ``prefetch``
+queues those reads all at once beforehand (``datastore.readahead``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import bisect
 from collections.abc import Sequence
 
 import numpy as np
+
+from datastore.readahead import RowReadahead
 
 
 class PartVectors:
@@ -21,6 +24,7 @@ class PartVectors:
         self.dim = dim
         self.ends = [s + len(a) for s, a in zip(self.starts, self.arrays, strict=True)]
         self.dtype = self.arrays[0].dtype if self.arrays else np.dtype(np.float16)
+        self._readahead: list[RowReadahead] | None = None  # opened on the first prefetch
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -60,6 +64,20 @@ class PartVectors:
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Rows of ``ids`` in the stored dtype (the index's `VectorSource` protocol)."""
         return self[ids]
+
+    def prefetch(self, ids: np.ndarray) -> None:
+        """Queue disk reads of the rows of ``ids`` (ascending) without waiting; ids out of range are skipped."""
+        if self._readahead is None or len(self._readahead) != len(self.arrays):
+            self._readahead = [RowReadahead(a) for a in self.arrays]
+        gids = np.asarray(ids, dtype=np.int64).ravel()
+        if not len(gids):
+            return
+        which = np.searchsorted(np.asarray(self.starts, dtype=np.int64), gids, side="right") - 1
+        for i in np.unique(which):
+            if i < 0:
+                continue
+            local = gids[which == i] - self.starts[i]
+            self._readahead[i].rows(local[local < len(self.arrays[i])])
 
     def range(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start..stop-1`` (one part or several), in the stored dtype."""

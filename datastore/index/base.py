@@ -19,6 +19,7 @@ import faiss
 import numpy as np
 
 from datastore.errors import DatastoreCorrupted, DatastoreError
+from datastore.readahead import RowReadahead
 
 META = "index.json"
 FORMAT = 2
@@ -35,6 +36,10 @@ class VectorSource(Protocol):
 
     def rows(self, ids: np.ndarray) -> np.ndarray:
         """Rows of ``ids`` (int64, ascending), in the stored dtype, shape (len(ids), dim)."""
+        ...
+
+    def prefetch(self, ids: np.ndarray) -> None:
+        """Start reading the rows of ``ids`` (int64, ascending) from disk without waiting (no-op if in RAM)."""
         ...
 
 
@@ -114,6 +119,7 @@ class PartVectors:
         self.starts = np.array([s for s, _ in parts], dtype=np.int64)
         self.arrays = [a for _, a in parts]
         self.ends = self.starts + np.array([len(a) for a in self.arrays], dtype=np.int64)
+        self._readahead: list[RowReadahead] | None = None  # opened on the first prefetch
 
     @property
     def dim(self) -> int:
@@ -133,6 +139,15 @@ class PartVectors:
             local = ids[mask] - self.starts[p]
             out[mask] = self.arrays[p][local]
         return out
+
+    def prefetch(self, ids: np.ndarray) -> None:
+        if self._readahead is None or len(self._readahead) != len(self.arrays):
+            self._readahead = [RowReadahead(a) for a in self.arrays]
+        ids = np.asarray(ids, dtype=np.int64)
+        which = np.searchsorted(self.ends, ids, side="right")
+        for p in np.unique(which[which < len(self.arrays)]):
+            local = ids[which == p] - self.starts[p]
+            self._readahead[p].rows(local[local >= 0])
 
 
 class Exclusion:

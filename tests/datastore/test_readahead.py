@@ -1,0 +1,147 @@
+"""Short-list read-ahead: prefetched re-scoring is bit-identical to the serial gather, and the advice
+really reads the rows' pages (and only those) into the page cache."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datastore.config import IVFPQConfig
+from datastore.index import base as index_base
+from datastore.index.ivfpq import IVFPQIndex
+from datastore.part_vectors import PartVectors
+from datastore.readahead import PAGE, RowReadahead
+
+DIM = 32
+CFG = IVFPQConfig(nlist=32, m=8, nbits=8, nprobe=8, rescore=300)
+
+
+def clustered(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(99).normal(size=(40, DIM))
+    x = centers[rng.integers(0, 40, n)] + 0.35 * rng.normal(size=(n, DIM))
+    return x.astype(np.float32)
+
+
+def saved_parts(tmp_path: Path, base: np.ndarray, sizes: list[int]) -> tuple[list[np.ndarray], list[int]]:
+    """``base`` as fp16 .npy part files of ``sizes`` (a 0 makes an empty part), memory-mapped like finalize does."""
+    arrays, starts, lo = [], [], 0
+    for i, n in enumerate(sizes):
+        path = tmp_path / f"part-{i}.npy"
+        np.save(path, base[lo : lo + n].astype(np.float16))
+        arrays.append(np.load(path, mmap_mode="r"))
+        starts.append(lo)
+        lo += n
+    return arrays, starts
+
+
+def test_prefetched_rescore_is_bit_identical_across_parts_tombstones_and_empty_lists(tmp_path: Path) -> None:
+    base, queries = clustered(6000, 0), clustered(40, 1)
+    arrays, starts = saved_parts(tmp_path, base, [2500, 0, 1700, 1800])
+    sources = {
+        "parts": PartVectors(arrays, starts, DIM),
+        "index-base": index_base.PartVectors([(s, a) for s, a in zip(starts, arrays, strict=True) if len(a)]),
+    }
+    index = IVFPQIndex.from_config(CFG, dim=DIM)
+    index.train(base[: index.training_size(len(base))], n_total=len(base))
+    index.add(base, np.arange(len(base), dtype=np.int64))
+    dead = np.zeros(len(base), dtype=np.uint8)
+    dead[np.random.default_rng(2).choice(len(base), 900, replace=False)] = 1
+    for source in sources.values():
+        index.vectors = source
+        for exclude in (None, dead, np.ones(len(base), dtype=np.uint8)):  # all deleted: every short list empty
+            index.config = CFG.model_copy(update={"prefetch": False})
+            serial = index.search(queries, 10, exclude=exclude)
+            index.config = CFG
+            fetched = index.search(queries, 10, exclude=exclude)
+            assert np.array_equal(serial[1], fetched[1])
+            assert np.array_equal(serial[0], fetched[0], equal_nan=True)
+            if exclude is None:
+                live = fetched[1]
+            if exclude is dead:
+                assert (fetched[1] >= 0).all() and not dead[fetched[1]].any()
+            elif exclude is not None:
+                assert (fetched[1] == -1).all()
+    # the short lists did span the parts, so the prefetch went to several files
+    spanned = {int(np.searchsorted(starts, i, side="right")) - 1 for i in live.ravel()}
+    assert len(spanned) >= 2
+    # many queries at once: grouped prefetch (PREFETCH_ROWS) gives what each query gets alone
+    index.vectors = sources["parts"]
+    together = index.search(np.repeat(queries, 60, axis=0), 10)[1].reshape(len(queries), 60, 10)
+    alone = np.concatenate([index.search(queries[i : i + 1], 10)[1] for i in range(len(queries))])
+    assert (together == alone[:, None, :]).all()
+
+
+def test_part_vectors_prefetch_skips_out_of_range_ids_and_rows_are_unchanged(tmp_path: Path) -> None:
+    base = clustered(3000, 3)
+    arrays, starts = saved_parts(tmp_path, base, [1000, 0, 2000])
+    vec = PartVectors(arrays, starts, DIM)
+    ids = np.array([0, 999, 1000, 2999, 5000], dtype=np.int64)
+    vec.prefetch(ids)  # 5000 is past the end: skipped, as rows() leaves its row zero
+    vec.prefetch(np.array([], dtype=np.int64))
+    got = vec.rows(ids)
+    assert np.array_equal(got[:4], base[ids[:4]].astype(np.float16)) and not got[4].any()
+    assert [r.active for r in vec._readahead or []] == [True, True, True]
+
+
+def test_only_whole_file_memmaps_are_advised(tmp_path: Path) -> None:
+    arrays, _ = saved_parts(tmp_path, clustered(500, 4), [500])
+    assert RowReadahead(arrays[0]).active
+    assert not RowReadahead(arrays[0][10:]).active  # a slice keeps the parent's offset: file offsets unknown
+    assert not RowReadahead(np.zeros((5, DIM), np.float16)).active
+    assert RowReadahead(np.zeros((5, DIM), np.float16)).rows(np.arange(3)) == 0
+
+
+def test_rows_sharing_pages_are_advised_as_one_range(tmp_path: Path) -> None:
+    arrays, _ = saved_parts(tmp_path, clustered(4000, 5), [4000])  # 64-byte rows: 64 per page
+    ra = RowReadahead(arrays[0])
+    assert ra.rows(np.arange(0, 300, dtype=np.int64)) == 1
+    assert ra.rows(np.array([3000, 5, 10, 100], dtype=np.int64)) == 2  # sorted first; pages 0 and 1 touch
+    assert ra.rows(np.array([0, 640, 1280, 3900], dtype=np.int64)) == 4
+
+
+def resident(array: np.memmap) -> np.ndarray:
+    """mincore() of the array's mapping: one bool per page."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    start = array.ctypes.data - int(array.offset) % mmap.ALLOCATIONGRANULARITY
+    size = int(array.offset) % mmap.ALLOCATIONGRANULARITY + array.nbytes
+    vec = (ctypes.c_ubyte * ((size + PAGE - 1) // PAGE))()
+    assert libc.mincore(ctypes.c_void_p(start), ctypes.c_size_t(size), vec) == 0, ctypes.get_errno()
+    return (np.frombuffer(vec, dtype=np.uint8) & 1).astype(bool)
+
+
+def evict(array: np.memmap) -> None:
+    assert isinstance(array.base, mmap.mmap)
+    array.base.madvise(mmap.MADV_DONTNEED)  # unmap our pages, else the kernel keeps them
+    fd = os.open(array.filename, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise") or not hasattr(mmap, "MADV_DONTNEED"), reason="needs Linux")
+def test_advice_reads_the_rows_pages_and_only_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    path = tmp_path / "big.npy"
+    np.save(path, rng.standard_normal((20000, 768)).astype(np.float16))  # 1536-byte rows, 30 MB
+    array = np.load(path, mmap_mode="r")
+    evict(array)
+    if resident(array).mean() > 0.1:
+        pytest.skip(f"this filesystem ({path.parent}) keeps pages cached after POSIX_FADV_DONTNEED (tmpfs?)")
+    rows = np.array([7, 5000, 12345, 19999], dtype=np.int64)
+    pages = {(int(array.offset) + int(r) * 1536 + b) // PAGE for r in rows for b in (0, 1535)}
+    RowReadahead(array).rows(rows)
+    deadline = time.monotonic() + 5
+    while not resident(array)[sorted(pages)].all() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the advice only queues the reads
+    now = resident(array)
+    assert now[sorted(pages)].all()
+    assert now.sum() <= len(pages) + 8  # no readahead around the rows (a little slack for other readers)
