@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from datastore.index.base import part_blocks
 from datastore.readahead import RowReadahead
 
 
@@ -23,6 +24,7 @@ class PartVectors:
         self.starts = list(starts)
         self.dim = dim
         self.ends = [s + len(a) for s, a in zip(self.starts, self.arrays, strict=True)]
+        self._starts = np.asarray(self.starts, dtype=np.int64)
         self.dtype = self.arrays[0].dtype if self.arrays else np.dtype(np.float16)
         self._readahead: list[RowReadahead] | None = None  # opened on the first prefetch
 
@@ -61,9 +63,23 @@ class PartVectors:
             out[rows[order]] = self.arrays[i][local[order]]
         return out
 
-    def rows(self, ids: np.ndarray) -> np.ndarray:
-        """Rows of ``ids`` in the stored dtype (the index's `VectorSource` protocol)."""
-        return self[ids]
+    def rows(self, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows of ``ids`` (ascending) in the stored dtype (the index's `VectorSource` protocol); into
+        ``out[:len(ids)]`` when given, with no array allocated per call (ids past a part's end: zeros)."""
+        if out is None:
+            return self[ids]
+        gids = np.asarray(ids, dtype=np.int64).ravel()
+        dest = out[: len(gids)]
+        which = np.searchsorted(self._starts, gids, side="right") - 1
+        for i, a, b in part_blocks(which):
+            if i < 0:
+                dest[a:b] = 0
+                continue
+            local = gids[a:b] - self.starts[i]
+            k = int(np.searchsorted(local, len(self.arrays[i])))  # ascending: the rows the part holds come first
+            np.take(self.arrays[i], local[:k], axis=0, out=dest[a : a + k], mode="clip")
+            dest[a + k : b] = 0
+        return dest
 
     def prefetch(self, ids: np.ndarray) -> None:
         """Queue disk reads of the rows of ``ids`` (ascending) without waiting; ids out of range are skipped."""

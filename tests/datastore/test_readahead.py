@@ -145,3 +145,41 @@ def test_advice_reads_the_rows_pages_and_only_them(tmp_path: Path) -> None:
     now = resident(array)
     assert now[sorted(pages)].all()
     assert now.sum() <= len(pages) + 8  # no readahead around the rows (a little slack for other readers)
+
+
+def test_rescore_gathers_into_one_reused_buffer_per_thread(tmp_path: Path) -> None:
+    """The short list's rows land in a per-thread buffer reused by every query (a fresh few-MB array
+    per query made glibc keep hundreds of MB of freed heap in a serving process), with the same rows
+    and scores as a fresh gather."""
+    from datastore.index import ivfpq
+
+    base, queries = clustered(6000, 4), clustered(30, 5)
+    arrays, starts = saved_parts(tmp_path, base, [2500, 0, 1700, 1800])
+    sources = [PartVectors(arrays, starts, DIM),
+               index_base.PartVectors([(s, a) for s, a in zip(starts, arrays, strict=True) if len(a)])]
+    ids = np.sort(np.random.default_rng(6).choice(6000, 700, replace=False))
+    buf = np.full((1000, DIM), 7, dtype=np.float16)
+    for source in sources:
+        got = source.rows(ids, out=buf)
+        assert np.shares_memory(got, buf) and got.shape == (700, DIM)
+        assert np.array_equal(got, source.rows(ids)) and np.array_equal(got, base[ids].astype(np.float16))
+    # ids past the last part's end read as zeros, as the fresh gather gives them
+    tail = np.array([5998, 5999, 6000, 6001], dtype=np.int64)
+    got = sources[0].rows(tail, out=buf)
+    assert np.array_equal(got, sources[0].rows(tail)) and not got[2:].any()
+    scratch = index_base.RowScratch()
+    rows = sources[0].rows(ids, out=scratch.rows(len(ids), DIM, np.dtype(np.float16)))
+    assert np.array_equal(scratch.dot(rows, queries[0]), index_base.dot_rows(base[ids].astype(np.float16), queries[0]))
+    np.testing.assert_allclose(scratch.dot(rows, queries[0]), base[ids].astype(np.float16).astype(np.float32) @ queries[0],
+                               rtol=1e-5, atol=1e-4)
+
+    index = IVFPQIndex.from_config(CFG, dim=DIM)
+    index.train(base[: index.training_size(len(base))], n_total=len(base))
+    index.add(base, np.arange(len(base), dtype=np.int64))
+    index.vectors = sources[0]
+    first = index.search(queries[:1], 10)
+    raw, wide = ivfpq._SCRATCH.raw, ivfpq._SCRATCH.wide
+    assert raw is not None and len(raw) >= CFG.rescore
+    later = index.search(queries, 10)
+    assert ivfpq._SCRATCH.raw is raw and ivfpq._SCRATCH.wide is wide  # no new buffer per query
+    assert np.array_equal(first[1][0], later[1][0])
