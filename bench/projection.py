@@ -156,12 +156,16 @@ def project(results: dict[str, Any], out: Path | None = None, n_full: int = N_FU
 TARGET_RAM_GB = 32.0
 
 
-def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = N_FULL) -> dict[str, Any]:
+def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = N_FULL,
+                    smaller: dict[str, Any] | None = None) -> dict[str, Any]:
     """The imported datastore served on one node, from bench/scale_sim.py's per-passage figures.
 
     Model: resident memory = the serving process's fixed part (measured before opening the
     datastore) + anonymous bytes per passage x N (dense and sparse as measured; memory-mapped
-    files are page cache, not counted: they shrink under pressure). Disk = measured bytes per
+    files are page cache, not counted: they shrink under pressure). With ``smaller`` (a scale_sim
+    run at a smaller N), the growth past the base is split into a fixed part (buffers, the JVM's
+    bounded heap) and a per-passage slope through the two sizes (slope floored at the 1/8 B
+    tombstone bitmap); without it every byte counts per passage (an upper bound). Disk = measured bytes per
     passage x N. Import: parts at the measured rate per process (release shards are independent:
     one process per shard in parallel), finalize linear in N after a fixed training cost. Dense
     latency: the IVF-PQ scan grows with nprobe x N / nlist and nlist = 4 sqrt(N), so ~sqrt(N);
@@ -181,8 +185,25 @@ def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = 
     def gb(x: float) -> float:
         return round(x / GB, 1)
 
-    ram_dense = base + dense_bpp * n_full
-    ram_all = base + all_bpp * n_full
+    split: dict[str, Any] = {}
+    if smaller is not None:
+        t = smaller.get("serve") or dict(smaller["serve_dense"],
+                                         anon_bytes_per_passage_dense=smaller["serve_dense"]["anon_bytes_per_passage"])
+        m = t["live_passages"]
+        for key, big in (("dense", dense_bpp * n), ("dense_sparse", all_bpp * n)):
+            small = t["anon_bytes_per_passage" + ("_dense" if key == "dense" else "")] * m
+            slope = max((big - small) / (n - m), 0.125)
+            split[key] = {"fixed_bytes": round(max(big - slope * n, 0.0)), "bytes_per_passage": round(slope, 2)}
+        split["sizes"] = [m, n]
+
+    def grown(key: str, bpp: float, n_to: int) -> float:
+        """Anonymous bytes past the process base at n_to."""
+        if key in split:
+            return split[key]["fixed_bytes"] + split[key]["bytes_per_passage"] * n_to
+        return bpp * n_to
+
+    ram_dense = base + grown("dense", dense_bpp, n_full)
+    ram_all = base + grown("dense_sparse", all_bpp, n_full)
     table = {
         "reference_flat_fp32_ram_gb": gb(n_full * REF_DIM * 4),
         "serving_ram_gb_dense": gb(ram_dense),
@@ -199,10 +220,15 @@ def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = 
                                               + s["raw_dense"]["p50_ms"] * grow + sparse_ms * n_full / n, 1)
         if s.get("hybrid") and sparse_ms is not None else None,
         "recall_at_10_measured": s["recall_at_10"],
+        "anon_bytes_per_passage_dense_sparse_at_10m": round(grown("dense_sparse", all_bpp, 10_000_000) / 1e7, 1)
+        if s.get("hybrid") else None,
+        "anon_bytes_per_passage_dense_at_10m": round(grown("dense", dense_bpp, 10_000_000) / 1e7, 1),
+        "anon_target_bytes_per_passage_at_10m": 100,
     }
     proj = {"n_full": n_full, "measured_at": n, "load_during_run": [sim.get("load_start"), sim.get("load_end")],
             "per_passage": {"serving_anon_dense": dense_bpp, "serving_anon_dense_sparse": all_bpp, "disk": disk,
                             "process_base_anon_bytes": base},
+            "anon_split": split or "one size: every anonymous byte past the base counted per passage (upper bound)",
             "projection": table}
     print(f"\nImported datastore projected to {n_full / 1e6:.0f}M passages (measured at {n:,}):")
     for k, v in table.items():
@@ -404,7 +430,8 @@ if __name__ == "__main__":
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "bench" / "results" / "index_bench.json"
     data = json.loads(src.read_text())
     if "import_parts" in data and ("serve" in data or "serve_dense" in data):  # a bench/scale_sim.py result
-        project_service(data, src.parent / "projection_import.json")
+        small = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
+        project_service(data, src.parent / "projection_import.json", smaller=small)
     elif "serve" in data:  # a bench/index_global.py run [+ a smaller run of the same data]
         small = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
         project_global(data, src.parent / "projection_global.json", smaller=small)
