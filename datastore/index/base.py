@@ -13,7 +13,8 @@ import itertools
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -306,14 +307,15 @@ def part_blocks(which: np.ndarray) -> list[tuple[int, int, int]]:
     return [(int(which[a]), a, b) for a, b in itertools.pairwise(cuts)]
 
 
-class RowScratch(threading.local):
-    """Buffers that exact re-scoring gathers its short-list rows into and widens them in, one set per
-    thread, grown to the longest short list and then reused by every query.
+class RowScratch:
+    """Buffers that exact re-scoring gathers its short-list rows into and widens them in, grown to
+    the longest short list and then reused by every query.
 
     A fresh few-MB array per query (1000 fp16 rows = 1.5 MB, 3 MB widened) makes glibc raise its
     mmap threshold and then keep the freed blocks in the heap: a serving process grew by 70-370 MB of
     anonymous memory over 300 queries at rescore 1000 (bench/scale_sim.py, 300k and 1M), memory that
-    counts per process and per replica. With these buffers it stays flat."""
+    counts per process and per replica. With these buffers it stays flat. One set serves one search
+    at a time: `ScratchPool` hands them out."""
 
     def __init__(self) -> None:
         self.raw: np.ndarray | None = None
@@ -339,6 +341,30 @@ class RowScratch(threading.local):
         block = wide[: len(rows)]
         block.copy_(torch.from_numpy(rows))
         return (block @ torch.from_numpy(np.ascontiguousarray(query, dtype=np.float32))).numpy()
+
+
+class ScratchPool:
+    """`RowScratch` sets lent to searches and given back: as many sets as searches ever ran at the
+    same moment, not one per thread that ever searched (a server's thread pool has dozens)."""
+
+    def __init__(self) -> None:
+        self._free: list[RowScratch] = []
+        self._lock = threading.Lock()
+        self.created = 0
+
+    @contextmanager
+    def take(self) -> Iterator[RowScratch]:
+        with self._lock:
+            if self._free:
+                scratch = self._free.pop()
+            else:
+                scratch = RowScratch()
+                self.created += 1
+        try:
+            yield scratch
+        finally:
+            with self._lock:
+                self._free.append(scratch)
 
 
 def dot_rows(rows: np.ndarray, query: np.ndarray) -> np.ndarray:

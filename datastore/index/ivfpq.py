@@ -40,7 +40,7 @@ from datastore.errors import DatastoreCorrupted, DatastoreError
 from datastore.index.base import (
     Exclusion,
     PartVectors,
-    RowScratch,
+    ScratchPool,
     VectorSource,
     as_exclusion,
     as_queries,
@@ -57,7 +57,7 @@ from datastore.index.kmeans import coarse_centroids
 TRAINED = "ivfpq.trained.faiss"
 MIN_POINTS_PER_LIST = 39  # FAISS warns below this
 TRAIN_POINTS_PER_LIST = 64  # enough for good centroids; more mostly costs time
-_SCRATCH = RowScratch()  # per thread: the short list's rows, reused by every query (see RowScratch)
+_SCRATCH = ScratchPool()  # buffers for the short list's rows, reused by every query (see RowScratch)
 PREFETCH_ROWS = 16384  # short-list rows read ahead at once (24 MB at 768-d fp16): stays in the page cache until gathered
 
 
@@ -283,17 +283,18 @@ class IVFPQIndex:
         out_s, out_i = empty_result(len(q), k)
         cands = [np.sort(ids[row][ids[row] >= 0]) for row in range(len(q))]  # sorted reads are kinder to the page cache
         fetched = 0  # queries whose rows were prefetched
-        for row, cand in enumerate(cands):
-            if self.config.prefetch and row == fetched:
-                fetched = self._prefetch(cands, row)
-            if len(cand) == 0:
-                continue
-            dtype = getattr(self.vectors, "dtype", None) or self.vectors.rows(cand[:1]).dtype
-            buf = _SCRATCH.rows(len(cand), self.dim, dtype)
-            exact = _SCRATCH.dot(self.vectors.rows(cand, out=buf), q[row])
-            top = np.argsort(-exact, kind="stable")[:k]
-            out_s[row, : len(top)] = exact[top]
-            out_i[row, : len(top)] = cand[top]
+        with _SCRATCH.take() as scratch:
+            for row, cand in enumerate(cands):
+                if self.config.prefetch and row == fetched:
+                    fetched = self._prefetch(cands, row)
+                if len(cand) == 0:
+                    continue
+                dtype = getattr(self.vectors, "dtype", None) or self.vectors.rows(cand[:1]).dtype
+                buf = scratch.rows(len(cand), self.dim, dtype)
+                exact = scratch.dot(self.vectors.rows(cand, out=buf), q[row])
+                top = np.argsort(-exact, kind="stable")[:k]
+                out_s[row, : len(top)] = exact[top]
+                out_i[row, : len(top)] = cand[top]
         return out_s, out_i
 
     def _prefetch(self, cands: list[np.ndarray], first: int) -> int:

@@ -178,8 +178,43 @@ def test_rescore_gathers_into_one_reused_buffer_per_thread(tmp_path: Path) -> No
     index.add(base, np.arange(len(base), dtype=np.int64))
     index.vectors = sources[0]
     first = index.search(queries[:1], 10)
-    raw, wide = ivfpq._SCRATCH.raw, ivfpq._SCRATCH.wide
+    with ivfpq._SCRATCH.take() as scratch:
+        raw, wide = scratch.raw, scratch.wide
     assert raw is not None and len(raw) >= CFG.rescore
     later = index.search(queries, 10)
-    assert ivfpq._SCRATCH.raw is raw and ivfpq._SCRATCH.wide is wide  # no new buffer per query
+    with ivfpq._SCRATCH.take() as scratch:
+        assert scratch.raw is raw and scratch.wide is wide  # no new buffer per query
     assert np.array_equal(first[1][0], later[1][0])
+
+
+def test_scratch_sets_number_the_concurrent_searches_not_the_threads() -> None:
+    """A server's thread pool runs searches on dozens of threads over time: buffers are lent per
+    search, so 32 threads searching one after another share one set, and overlapping searches get one each."""
+    import threading
+
+    pool = index_base.ScratchPool()
+
+    def search_once() -> None:
+        with pool.take() as scratch:
+            scratch.rows(1000, DIM, np.dtype(np.float16))
+
+    for _ in range(32):
+        t = threading.Thread(target=search_once)
+        t.start()
+        t.join()
+    assert pool.created == 1
+    inside, release = threading.Barrier(3), threading.Event()
+
+    def overlapping() -> None:
+        with pool.take():
+            inside.wait()
+            release.wait()
+
+    threads = [threading.Thread(target=overlapping) for _ in range(2)]
+    for t in threads:
+        t.start()
+    inside.wait()
+    release.set()
+    for t in threads:
+        t.join()
+    assert pool.created == 2  # the one set from before + one more for the second overlapping search
