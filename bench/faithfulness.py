@@ -137,24 +137,27 @@ def judge_part(judges: dict[str, Any], configured: float | None) -> dict[str, An
     return out
 
 
-def abstract_verdicts(judge: Any, used_ids: list[str], threshold: float) -> dict[str, Any]:
-    """Held-apart SciFact claims against each labelled abstract (windowed): support vs contradict."""
-    from openscholar.judges.support_data import read_jsonl, split_of
+def dev_fold_claims(used_ids: list[str]) -> tuple[dict[str, dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """The SciFact corpus by id, and the claims of ``used_ids`` in the judges' held-apart dev fold
+    (split by claim cluster, as `openscholar.judges.support_data` splits) with their cluster."""
+    from openscholar.judges.support_data import _clusters, read_jsonl, split_of
 
     corpus = {d["_id"]: d for d in read_jsonl(SCIFACT / "corpus.jsonl")}
     claims = {q["_id"]: q for q in read_jsonl(SCIFACT / "queries.jsonl")}
-    from openscholar.judges.support_data import _clusters
-
     cited: dict[str, set[str]] = {}
     for line in (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]:
         qid, did, _ = line.split("\t")
         cited.setdefault(qid, set()).add(did)
     used = [claims[i] for i in used_ids]
     cluster = _clusters(used, cited)
+    return corpus, [(q, cluster[q["_id"]]) for q in used if split_of(f"scifact:{cluster[q['_id']]}", 0.2) == "dev"]
+
+
+def abstract_verdicts(judge: Any, used_ids: list[str], threshold: float) -> dict[str, Any]:
+    """Held-apart SciFact claims against each labelled abstract (windowed): support vs contradict."""
+    corpus, dev = dev_fold_claims(used_ids)
     items = []
-    for q in used:
-        if split_of(f"scifact:{cluster[q['_id']]}", 0.2) != "dev":
-            continue
+    for q, _ in dev:
         for did, ev in (q.get("metadata") or {}).items():
             gold = "supports" if ev[0]["label"] == "SUPPORT" else "contradicts"
             items.append((q["text"], f"{corpus[did]['title']}\n{corpus[did]['text']}", gold))

@@ -34,6 +34,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import sparse_scale
 from sparse_scale import _cdf, corpus, load, memory, peak_rss, queries, vocabulary
 
 RESULTS = HERE / "results" / "lucene_heap.json"
@@ -177,11 +178,7 @@ def phase_build(directory: Path, n: int, heap: str) -> dict[str, Any]:
 
 
 def _child(*args: str) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{args} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return sparse_scale._child(*args, script=__file__)
 
 
 def ensure_index(scratch: Path, n: int) -> Path:

@@ -266,9 +266,10 @@ def phase_serve(backend: str, directory: Path, n: int, n_queries: int) -> dict[s
     }
 
 
-def _child(*args: str) -> dict[str, Any]:
+def _child(*args: str, script: str = __file__) -> dict[str, Any]:
+    """Run ``script`` (this bench by default) with ``args`` in a fresh process; its last stdout line as JSON."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, check=False)
+    out = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -44,26 +44,19 @@ def held_apart_claims() -> list[dict[str, Any]]:
     """SciFact train claims of the judge's dev fold with their gold abstracts and true/false label
     (claims whose abstracts disagree are left out). Same selection as bench/faithfulness.py's
     abstract verdicts."""
-    from openscholar.judges.support_data import _clusters, build_judge_pairs, read_jsonl, split_of
+    from faithfulness import dev_fold_claims  # bench/ is on sys.path when run as a script
+
+    from openscholar.judges.support_data import build_judge_pairs
 
     used_ids = build_judge_pairs(SCIFACT, SQA)["report"]["scifact"]["used_claim_ids"]
-    corpus = {d["_id"]: d for d in read_jsonl(SCIFACT / "corpus.jsonl")}
-    claims = {q["_id"]: q for q in read_jsonl(SCIFACT / "queries.jsonl")}
-    cited: dict[str, set[str]] = {}
-    for line in (SCIFACT / "qrels" / "train.tsv").read_text().splitlines()[1:]:
-        qid, did, _ = line.split("\t")
-        cited.setdefault(qid, set()).add(did)
-    used = [claims[i] for i in used_ids]
-    cluster = _clusters(used, cited)
+    corpus, dev = dev_fold_claims(used_ids)
     out = []
-    for q in used:
-        if split_of(f"scifact:{cluster[q['_id']]}", 0.2) != "dev":
-            continue
+    for q, cluster in dev:
         meta = q.get("metadata") or {}
         labels = {ev[0]["label"] for ev in meta.values()}
         if len(labels) != 1:
             continue
-        out.append({"id": q["_id"], "cluster": cluster[q["_id"]], "claim": q["text"],
+        out.append({"id": q["_id"], "cluster": cluster, "claim": q["text"],
                     "gold": "true" if labels == {"SUPPORT"} else "false",
                     "passages": [f"{corpus[d]['title']}\n{corpus[d]['text']}" for d in sorted(meta)]})
     return out

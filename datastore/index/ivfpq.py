@@ -283,13 +283,15 @@ class IVFPQIndex:
         out_s, out_i = empty_result(len(q), k)
         cands = [np.sort(ids[row][ids[row] >= 0]) for row in range(len(q))]  # sorted reads are kinder to the page cache
         fetched = 0  # queries whose rows were prefetched
+        dtype = getattr(self.vectors, "dtype", None)
+        if dtype is None:  # a VectorSource without the attribute: read it off an empty gather
+            dtype = self.vectors.rows(np.zeros(0, dtype=np.int64)).dtype
         with _SCRATCH.take() as scratch:
             for row, cand in enumerate(cands):
                 if self.config.prefetch and row == fetched:
                     fetched = self._prefetch(cands, row)
                 if len(cand) == 0:
                     continue
-                dtype = getattr(self.vectors, "dtype", None) or self.vectors.rows(cand[:1]).dtype
                 buf = scratch.rows(len(cand), self.dim, dtype)
                 exact = scratch.dot(self.vectors.rows(cand, out=buf), q[row])
                 top = np.argsort(-exact, kind="stable")[:k]
