@@ -136,14 +136,14 @@ def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
 
 
-def read_baseline(src: Path) -> dict[str, Any]:
+def read_baseline(src: Path, shards: list[int] | None = None) -> dict[str, Any]:
     """Read everything the import reads, write nothing: the ceiling of the import's throughput."""
     from datastore.importer import _read_rows
     from datastore.release import Alignment, discover_release, iter_passages, open_vectors
 
     t0 = time.perf_counter()
     n = 0
-    for shard in discover_release(src, "pickle"):
+    for shard in discover_release(src, "pickle", shards):
         vec = open_vectors(shard, trust_pickles=True)
         align = Alignment(vec.ids)
         for batch in iter_passages(shard, 8192):
@@ -320,30 +320,39 @@ def main() -> None:
     ap.add_argument("--import-procs", type=int, default=1, help="Importer processes, each on its own release shards.")
     ap.add_argument("--sweep", default="", help="NPROBES:RESCORES, e.g. 16,64:200,1000: the dense serve step also "
                     "measures recall@10 and p50/p99 of each IVF-PQ pair (against the same exact search)")
+    ap.add_argument("--stream", action="store_true", help="Write the release one shard at a time: peS2o and the "
+                    "shards' generator states first, then each shard is written (the next one while this one imports), "
+                    "imported and deleted, so the release never sits on disk whole (10M: ~33 GB instead of ~50 GB).")
+    ap.add_argument("--resume", action="store_true", help="With --stream: keep the datastore's finished parts and the "
+                    "figures saved so far, and go on from the first shard not imported.")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve-mode", default="both", choices=["dense", "hybrid", "both"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         print(json.dumps(serve(args.serve, args.queries, mode=args.serve_mode, sweep=args.sweep)))
         return
-    from synthetic_release import write_release  # bench/ is on sys.path when run as a script
+    from synthetic_release import PLAN, plan_release, write_release  # bench/ is on sys.path when run as a script
 
     src, ds_root = args.work / f"release-{args.n}", args.work / f"ds-{args.n}"
-    results: dict[str, Any] = {"n": args.n, "shards": args.shards, "cpus": os.cpu_count(), "load_start": load()}
-    marker = src / "synthetic.json"
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"scale_sim_{args.n}.json"
+    results: dict[str, Any] = {"n": args.n, "shards": args.shards, "cpus": os.cpu_count(), "load_start": load(),
+                               "stream": args.stream}
+    if args.resume and out.is_file():
+        results = json.loads(out.read_text())
+    marker = src / (PLAN if args.stream else "synthetic.json")
     if not (marker.is_file() and json.loads(marker.read_text()).get("n") == args.n):
         shutil.rmtree(src, ignore_errors=True)
         t = time.perf_counter()
-        info = write_release(src, args.n, args.shards)
+        info = (plan_release if args.stream else write_release)(src, args.n, args.shards)
         results["generate_s"] = round(time.perf_counter() - t, 1)
     else:
         info = json.loads(marker.read_text())
     results["release"] = {k: v for k, v in info.items() if k != "per_shard"}
-    results["release"]["shard0"] = info["per_shard"][0]
+    results["release"]["shard0"] = {k: v for k, v in info["per_shard"][0].items() if k != "state"}
     results["release_bytes"] = {"passages": du(src / "passages"), "embeddings": du(src / "embeddings"), "pes2o": du(src / "pes2o")}
-    shutil.rmtree(ds_root, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"scale_sim_{args.n}.json"
+    if not (args.stream and args.resume):
+        shutil.rmtree(ds_root, ignore_errors=True)
 
     def checkpoint(step: str) -> None:  # a run cut short still leaves the steps it finished
         results["finished_steps"] = [*results.get("finished_steps", []), step]
@@ -352,16 +361,19 @@ def main() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false", OPENSCHOLAR_RETRIEVAL__PIPELINE="dense")
     py = sys.executable
-    results["read_baseline"] = read_baseline(src)
-    print(f"[read baseline] {results['read_baseline']}", file=sys.stderr)
-    checkpoint("read_baseline")
     cli = [py, "-m", "cli", "datastore", "import-openscholar", str(src), "--out", str(ds_root), "--trust-pickles",
            "--papers", str(src / "pes2o" / "pes2o.jsonl"), "--no-progress", "--json"]
-    procs = max(1, min(args.import_procs, args.shards))
-    cmds = [[*cli, "--shards", ",".join(str(s) for s in range(i, args.shards, procs))] for i in range(procs)]
-    parts = run_measured(cmds if procs > 1 else cli, env, f"import parts ({procs} processes)")
-    parts["processes"] = procs
-    report = _merge_reports(_json_objects(parts.pop("stdout")))
+    if args.stream:
+        parts, report = import_streamed(args, src, ds_root, cli, env, results, checkpoint)
+    else:
+        results["read_baseline"] = read_baseline(src)
+        print(f"[read baseline] {results['read_baseline']}", file=sys.stderr)
+        checkpoint("read_baseline")
+        procs = max(1, min(args.import_procs, args.shards))
+        cmds = [[*cli, "--shards", ",".join(str(s) for s in range(i, args.shards, procs))] for i in range(procs)]
+        parts = run_measured(cmds if procs > 1 else cli, env, f"import parts ({procs} processes)")
+        parts["processes"] = procs
+        report = _merge_reports(_json_objects(parts.pop("stdout")))
     imported = report["imported"]
     parts["passages_per_s"] = round(imported / parts["seconds"], 1)
     parts["ratio_to_read_baseline"] = round(parts["passages_per_s"] / results["read_baseline"]["passages_per_s"], 3)
@@ -398,6 +410,7 @@ def main() -> None:
         "total": du(ds_root),
     }
     results["disk_bytes_per_passage"] = {k: round(v / imported, 1) for k, v in results["disk"].items()}
+    results["work_dir_bytes_after_sparse"] = du(args.work)
     checkpoint("sparse_build")
     served = run_measured([py, str(Path(__file__).resolve()), "--serve", str(ds_root), "--queries", str(args.queries),
                            "--serve-mode", "hybrid"], env_h, "serve hybrid")
@@ -416,6 +429,58 @@ def main() -> None:
     if not args.keep:
         shutil.rmtree(src, ignore_errors=True)
         shutil.rmtree(ds_root, ignore_errors=True)
+
+
+def import_streamed(
+    args: argparse.Namespace, src: Path, ds_root: Path, cli: list[str], env: dict[str, str],
+    results: dict[str, Any], checkpoint: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write, import and delete the release shard by shard (the next shard is written while this one
+    imports: one importer process, one generator process). The import's figures are summed (seconds)
+    or maxed (peak memory) over the shards; the read baseline is taken on each shard before it imports."""
+    from synthetic_release import delete_shard
+
+    from datastore.parts import part_name
+
+    gen = [sys.executable, str(Path(__file__).resolve().parent / "synthetic_release.py"), str(src), "--shard"]
+    runs: list[dict[str, Any]] = results.setdefault("import_shards", [])
+    done = {r["shard"] for r in runs if (ds_root / "parts" / part_name(r["shard"]) / "part.json").is_file()}
+    runs[:] = [r for r in runs if r["shard"] in done]
+    todo = [s for s in range(args.shards) if s not in done]
+    t_wall = time.perf_counter()
+    writer = subprocess.Popen([*gen, str(todo[0])], cwd=REPO) if todo else None
+    peak_disk = results.get("peak_work_dir_bytes", 0)
+    for i, s in enumerate(todo):
+        assert writer is not None
+        if writer.wait() != 0:
+            raise SystemExit(f"writing shard {s} failed (exit {writer.returncode})")
+        sizes = {"passages": du(src / "passages"), "embeddings": du(src / "embeddings")}
+        writer = subprocess.Popen([*gen, str(todo[i + 1])], cwd=REPO) if i + 1 < len(todo) else None
+        base = read_baseline(src, [s])
+        run = run_measured([*cli, "--shards", str(s)], env, f"import shard {s}")
+        rep = _merge_reports(_json_objects(run.pop("stdout")))
+        peak_disk = max(peak_disk, du(args.work))
+        delete_shard(src, s)
+        runs.append({"shard": s, **run, "read_baseline": base, "release_bytes": sizes, "imported": rep["imported"],
+                     "report": rep["shards"][0], "join": rep["join"]})
+        results["peak_work_dir_bytes"] = peak_disk
+        checkpoint(f"import_shard_{s}")
+    runs.sort(key=lambda r: r["shard"])
+    imported = sum(r["imported"] for r in runs)
+    seconds = sum(r["seconds"] for r in runs)
+    base_n = sum(r["read_baseline"]["passages"] for r in runs)
+    base_s = sum(r["read_baseline"]["passages"] / r["read_baseline"]["passages_per_s"] for r in runs)
+    results["read_baseline"] = {"seconds": round(base_s, 1), "passages": base_n, "passages_per_s": round(base_n / max(base_s, 1e-9), 1)}
+    # streamed: the largest shard on disk at once, not the whole release
+    results["release_bytes"].update({f"{k}_largest_shard": max(r["release_bytes"][k] for r in runs) for k in ("passages", "embeddings")})
+    parts = {
+        "seconds": round(seconds, 1), "processes": 1, "streamed": True,
+        "wall_s_this_run": round(time.perf_counter() - t_wall, 1),
+        "peak": {k: max(r["peak"][k] for r in runs) for k in ("rss", "anon", "file")},
+        "load_before": runs[0]["load_before"], "load_after": runs[-1]["load_after"],
+    }
+    report = {"imported": imported, "shards": [r["report"] for r in runs], "join": runs[0]["join"]}
+    return parts, report
 
 
 def print_table(r: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from datastore.config import DatastoreConfig
-from datastore.errors import DatastoreError
+from datastore.errors import DatastoreError, SourceError
 from datastore.finalize import finalize
 from datastore.manifest import Manifest
 from datastore.models import Passage
@@ -209,6 +209,16 @@ def _kept(info_meta: dict[str, Any], s: int, name: str) -> ShardReport:
     return ShardReport(**{k: v for k, v in data.items() if k in known})
 
 
+def _all_imported(root: Path) -> int | None:
+    """The release's shard count when ``root`` holds a finished part for every shard of it, else None."""
+    info_path = root / IMPORT_DIR / "release.json"
+    if not info_path.is_file():
+        return None
+    num_shards = int(json.loads(info_path.read_text(encoding="utf-8"))["num_shards"])
+    present = {int(p.meta.get("release_shard", -1)) for p in finished_parts(root) if p.meta.get("source") == SOURCE}
+    return num_shards if present >= set(range(num_shards)) else None
+
+
 def import_release(
     src: str | Path, root: str | Path, *, fmt: VectorsFormat = "pickle", trust_pickles: bool = False,
     shards: Sequence[int] | None = None, papers: Sequence[str | Path] = (), finish: bool = False,
@@ -220,8 +230,16 @@ def import_release(
     without them every passage is its own paper and stays searchable.
     """
     root = Path(root).expanduser()
-    release = discover_release(src, fmt, shards)
-    num_shards = release[0].num_shards
+    try:
+        release = discover_release(src, fmt, shards)
+        num_shards = release[0].num_shards
+    except SourceError:
+        # a release imported shard by shard (each deleted once imported, to fit a smaller disk) can
+        # still be finished: every shard it had is a finished part here
+        imported = _all_imported(root) if finish and shards is None else None
+        if imported is None:
+            raise
+        release, num_shards = [], imported
     root.mkdir(parents=True, exist_ok=True)
     (root / IMPORT_DIR).mkdir(exist_ok=True)
     done = {p.name: p for p in finished_parts(root)}

@@ -178,6 +178,44 @@ def test_resume_after_an_interrupted_import(release: dict, imported: dict, tmp_p
     assert len(Datastore.open(root)) == len(Datastore.open(imported["root"]))
 
 
+def test_release_streamed_shard_by_shard_is_the_same_and_finishes_without_its_files(
+    release: dict, imported: dict, tmp_path: Path
+) -> None:
+    """A release too big for the disk: each shard written, imported, deleted; then --finish."""
+    gen = _generator()
+    src, root = tmp_path / "release", tmp_path / "ds"
+    gen.plan_release(src, N, SHARDS, mismatch_shard=0, missing=MISSING, progress=False)
+    assert (src / "pes2o" / "pes2o.jsonl").read_bytes() == (release["root"] / "pes2o" / "pes2o.jsonl").read_bytes()
+    papers = str(src / "pes2o" / "pes2o.jsonl")
+    for s in range(SHARDS):
+        gen.write_shard(src, s)
+        for sub, name in (("passages", f"raw_passages-{s}-of-{SHARDS}.jsonl"), ("embeddings", f"passages_{s:02d}.pkl")):
+            # written by the plan's generator state: byte for byte the shard of the whole release
+            assert (src / sub / name).read_bytes() == (release["root"] / sub / name).read_bytes()
+        res = _run(str(src), "--out", str(root), "--trust-pickles", "--papers", papers, "--shards", str(s))
+        assert res.exit_code == 0, res.output
+        gen.delete_shard(src, s)
+    assert not list((src / "passages").iterdir()) and not list((src / "embeddings").iterdir())
+    res = _run(str(src), "--out", str(root), "--trust-pickles", "--papers", papers, "--finish", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["missing_shards"] == [] and report["manifest_passages"] == imported["report"]["manifest_passages"]
+    ref = {p.name: p.files["vectors.f16.npy"].sha256 for p in finished_parts(imported["root"])}
+    assert {p.name: p.files["vectors.f16.npy"].sha256 for p in finished_parts(root)} == ref
+    assert len(Datastore.open(root)) == len(Datastore.open(imported["root"]))
+
+
+def test_finish_without_the_release_needs_every_shard_imported(release: dict, tmp_path: Path) -> None:
+    src, root = tmp_path / "release", tmp_path / "ds"
+    shutil.copytree(release["root"], src, ignore=shutil.ignore_patterns("*.npy"))
+    res = _run(str(src), "--out", str(root), "--trust-pickles", "--shards", "0,1")
+    assert res.exit_code == 0, res.output
+    shutil.rmtree(src / "passages")
+    res = _run(str(src), "--out", str(root), "--trust-pickles", "--finish")
+    assert res.exit_code != 0 and "no passages/raw_passages-S-of-N.jsonl" in str(res.exception)
+    assert not (root / "manifest.json").exists()
+
+
 @pytest.mark.parametrize("protocol", [2, 4, 5])
 def test_scanner_reads_pickles_of_each_protocol(tmp_path: Path, protocol: int) -> None:
     rng = np.random.default_rng(protocol)
