@@ -34,11 +34,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from datastore.config import DatastoreConfig, HNSWConfig, IVFPQConfig
-from datastore.index.base import PartVectors
 from datastore.index.build import build_index
 from datastore.index.flat import FlatIndex
 from datastore.index.hnsw import HNSWIndex
 from datastore.index.registry import load_index
+from datastore.part_vectors import PartVectors
 
 SCIFACT = REPO.parent / "shared" / "data" / "beir" / "scifact"
 DEFAULT_DATASTORE = REPO / ".cache" / "openscholar" / "datastore"

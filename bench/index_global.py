@@ -274,9 +274,10 @@ def stage_serve(d: Path, nq: int, nprobe: int, rescore: int) -> dict[str, Any]:
     import torch  # noqa: F401 - the service has it loaded (query encoder); count it in the baseline
 
     from datastore.config import DatastoreConfig, IVFPQConfig
-    from datastore.index.base import Exclusion, PartVectors
+    from datastore.index.base import Exclusion
     from datastore.index.ivfpq import plan_nprobe
     from datastore.index.registry import load_index
+    from datastore.part_vectors import PartVectors
 
     faiss.omp_set_num_threads(1)
     q = np.load(d / "queries.npy")[:nq]
@@ -353,9 +354,9 @@ def stage_sweep(d: Path, nq: int, grid: str) -> dict[str, Any]:
     import faiss
 
     from datastore.config import DatastoreConfig
-    from datastore.index.base import PartVectors
     from datastore.index.ivfpq import plan_nprobe
     from datastore.index.registry import load_index
+    from datastore.part_vectors import PartVectors
 
     faiss.omp_set_num_threads(1)
     q = np.load(d / "queries.npy")[:nq]

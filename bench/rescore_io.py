@@ -160,7 +160,7 @@ def main() -> None:
     t0 = time.perf_counter()
     arrays, starts = make_parts(Path(args.dir), args.n, args.dim, args.parts)
     gen_s = time.perf_counter() - t0
-    vec = PartVectors(arrays, starts, args.dim)
+    vec = PartVectors(list(zip(starts, arrays, strict=True)), args.dim)
     fds = [os.open(str(a.filename), os.O_RDONLY) for a in arrays]
     threads = [int(t) for t in args.threads.split(",") if t]
     pool = ThreadPoolExecutor(max(threads, default=1))

@@ -219,8 +219,12 @@ class Datastore:
                 raise DatastoreCorrupted(f"{rel} of {self.root} is unreadable ({exc})", hint=fix_hint(self.root, rel)) from exc
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
-        """Stored passage vectors (float32) for ``ids``; zeros for unknown ids."""
-        return np.asarray(self._vectors[np.asarray(ids, dtype=np.int64)], dtype=np.float32)
+        """Stored passage vectors (float32) for ``ids``, in that order; zeros for unknown ids."""
+        gids = np.asarray(ids, dtype=np.int64).ravel()
+        known = self._vectors.holds(gids)
+        out = np.zeros((len(gids), self._vectors.dim), dtype=np.float32)
+        out[known] = self._vectors[gids[known]]
+        return out
 
     def close(self) -> None:
         for s in self._stores:

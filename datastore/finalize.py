@@ -262,7 +262,7 @@ def compact_index(root: Path, config: DatastoreConfig) -> CompactReport:
 def part_vectors(root: Path, parts: Sequence[PartInfo], dim: int) -> PartVectors:
     """The parts' vectors memory-mapped, under their global ids."""
     arrays = [np.load(parts_dir(root) / p.name / VECTORS, mmap_mode="r") if p.count else np.zeros((0, dim), np.float16) for p in parts]
-    return PartVectors(arrays, [p.start for p in parts], dim)
+    return PartVectors([(p.start, a) for p, a in zip(parts, arrays, strict=True)], dim)
 
 
 def _check_dim(root: Path, part: PartInfo, encoder: EncoderInfo) -> None:

@@ -9,11 +9,10 @@ inside FAISS through an ``IDSelector`` built from the tombstone map, so deletion
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -22,7 +21,6 @@ import faiss
 import numpy as np
 
 from datastore.errors import DatastoreCorrupted, DatastoreError
-from datastore.readahead import RowReadahead
 
 META = "index.json"
 FORMAT = 2
@@ -30,7 +28,8 @@ FORMAT = 2
 
 @runtime_checkable
 class VectorSource(Protocol):
-    """Stored vectors by global id, for exact re-scoring (fp16 memory maps of the parts)."""
+    """Stored vectors by global id, for exact re-scoring (fp16 memory maps of the parts; the datastore's
+    is ``datastore.part_vectors.PartVectors``)."""
 
     @property
     def dim(self) -> int: ...
@@ -107,60 +106,6 @@ class VectorIndex(Protocol):
     def memory_bytes(self) -> int:
         """Anonymous (non-shared) bytes this index keeps in RAM; memory-mapped files excluded."""
         ...
-
-
-class PartVectors:
-    """A ``VectorSource`` over consecutive parts: ``[(start, (n, dim) array or memmap), ...]``."""
-
-    def __init__(self, parts: Sequence[tuple[int, np.ndarray]]) -> None:
-        parts = sorted(parts, key=lambda p: p[0])
-        if not parts:
-            raise DatastoreError("no vectors given", hint="pass at least one (start, array) part")
-        dims = {int(a.shape[1]) for _, a in parts}
-        if len(dims) != 1:
-            raise DatastoreError(f"parts have different vector dims {sorted(dims)}", hint="rebuild the odd part")
-        self._dim = dims.pop()
-        self.starts = np.array([s for s, _ in parts], dtype=np.int64)
-        self.arrays = [a for _, a in parts]
-        self.ends = self.starts + np.array([len(a) for a in self.arrays], dtype=np.int64)
-        self._readahead: list[RowReadahead] | None = None  # opened on the first prefetch
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self.arrays[0].dtype
-
-    def __len__(self) -> int:
-        return int(self.ends[-1]) if len(self.ends) else 0
-
-    def rows(self, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        ids = np.asarray(ids, dtype=np.int64)
-        which = np.searchsorted(self.ends, ids, side="right")
-        if len(ids) and (ids.min() < self.starts[0] or which.max() >= len(self.arrays)):
-            raise DatastoreError("vector ids out of range", hint="the index and the parts do not match: rebuild the index")
-        if out is not None:
-            dest = out[: len(ids)]
-            for p, a, b in part_blocks(which):  # ascending ids: one block of rows per part
-                np.take(self.arrays[p], ids[a:b] - self.starts[p], axis=0, out=dest[a:b], mode="clip")
-            return dest
-        rows = np.empty((len(ids), self._dim), dtype=self.arrays[0].dtype)
-        for p in np.unique(which):
-            mask = which == p
-            local = ids[mask] - self.starts[p]
-            rows[mask] = self.arrays[p][local]
-        return rows
-
-    def prefetch(self, ids: np.ndarray) -> None:
-        if self._readahead is None or len(self._readahead) != len(self.arrays):
-            self._readahead = [RowReadahead(a) for a in self.arrays]
-        ids = np.asarray(ids, dtype=np.int64)
-        which = np.searchsorted(self.ends, ids, side="right")
-        for p in np.unique(which[which < len(self.arrays)]):
-            local = ids[which == p] - self.starts[p]
-            self._readahead[p].rows(local[local >= 0])
 
 
 class Exclusion:
@@ -297,14 +242,6 @@ def read_index_file(directory: Path, file: str, kind: str, dim: int, *, mmap: bo
     if index.d != dim:
         raise DatastoreError(f"index in {directory} has dim {index.d}, expected {dim}", hint="rebuild the index")
     return index
-
-
-def part_blocks(which: np.ndarray) -> list[tuple[int, int, int]]:
-    """``(part, start, stop)`` runs of equal values in ``which`` (the part of each of ascending ids)."""
-    if not len(which):
-        return []
-    cuts = [0, *(np.flatnonzero(np.diff(which)) + 1).tolist(), len(which)]
-    return [(int(which[a]), a, b) for a, b in itertools.pairwise(cuts)]
 
 
 class RowScratch:

@@ -39,7 +39,6 @@ from datastore.config import IVFPQConfig
 from datastore.errors import DatastoreCorrupted, DatastoreError
 from datastore.index.base import (
     Exclusion,
-    PartVectors,
     ScratchPool,
     VectorSource,
     as_exclusion,
@@ -53,6 +52,7 @@ from datastore.index.base import (
     write_meta,
 )
 from datastore.index.kmeans import coarse_centroids
+from datastore.part_vectors import PartVectors
 
 TRAINED = "ivfpq.trained.faiss"
 MIN_POINTS_PER_LIST = 39  # FAISS warns below this

@@ -48,6 +48,22 @@ def test_round_trip_gold_abstract_in_top10(small_datastore: Path, scifact_subset
     assert found / len(scifact_subset["claims"]) >= 0.85, found
 
 
+def test_vectors_in_any_order_with_zeros_for_unknown_ids(small_datastore: Path) -> None:
+    """``Datastore.vectors`` takes any ids (a caller's list): rows in the order asked across parts,
+    zero rows for ids no part holds (the index's re-scoring raises on those instead)."""
+    ds = Datastore.open(small_datastore)
+    n = ds.manifest.passages
+    assert len(ds.parts) > 1
+    every = ds.vectors(list(range(n)))
+    last_of_first = ds.parts[1].start - 1
+    ids = [n - 1, n, last_of_first + 1, -1, 0, last_of_first, n - 1]
+    got = ds.vectors(ids)
+    assert got.dtype == np.float32 and got.shape == (len(ids), ds.dim)
+    for row, i in zip(got, ids, strict=True):
+        assert np.array_equal(row, every[i] if 0 <= i < n else np.zeros(ds.dim, np.float32))
+    assert ds.vectors([]).shape == (0, ds.dim)
+
+
 def test_search_equals_exact_search_over_all_stored_vectors(small_datastore: Path, embedder) -> None:
     ds = Datastore.open(small_datastore)
     n = ds.manifest.passages

@@ -9,10 +9,11 @@ import pytest
 
 from datastore.config import DatastoreConfig, IVFPQConfig
 from datastore.errors import DatastoreError
-from datastore.index.base import Exclusion, PartVectors
+from datastore.index.base import Exclusion
 from datastore.index.build import add_sources, batch_rows, build_index, sample_rows
 from datastore.index.choose import choose_kind, ram_bytes
 from datastore.index.registry import load_index
+from datastore.part_vectors import PartVectors
 
 
 def test_auto_picks_by_count() -> None:

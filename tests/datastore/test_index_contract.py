@@ -9,8 +9,9 @@ import pytest
 
 from datastore.config import DatastoreConfig, HNSWConfig, IVFPQConfig
 from datastore.errors import DatastoreError
-from datastore.index.base import Exclusion, PartVectors, VectorIndex
+from datastore.index.base import Exclusion, VectorIndex
 from datastore.index.registry import INDEXES, create_index, index_class, known_kinds, load_index
+from datastore.part_vectors import PartVectors
 
 DIM = 32
 N = 3000

@@ -10,9 +10,10 @@ import pytest
 from datastore.config import DatastoreConfig, IVFPQConfig
 from datastore.errors import DatastoreError
 from datastore.index import kmeans
-from datastore.index.base import PartVectors, read_meta
+from datastore.index.base import read_meta
 from datastore.index.ivfpq import IVFPQIndex
 from datastore.index.registry import create_index, load_index
+from datastore.part_vectors import PartVectors
 
 DIM = 32
 CFG = IVFPQConfig(nlist=32, m=8, nbits=8, nprobe=8, rescore=100)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from datastore.config import IVFPQConfig
+from datastore.errors import DatastoreCorrupted
 from datastore.index import base as index_base
 from datastore.index.ivfpq import IVFPQIndex
 from datastore.part_vectors import PartVectors
@@ -45,8 +46,8 @@ def test_prefetched_rescore_is_bit_identical_across_parts_tombstones_and_empty_l
     base, queries = clustered(6000, 0), clustered(40, 1)
     arrays, starts = saved_parts(tmp_path, base, [2500, 0, 1700, 1800])
     sources = {
-        "parts": PartVectors(arrays, starts, DIM),
-        "index-base": index_base.PartVectors([(s, a) for s, a in zip(starts, arrays, strict=True) if len(a)]),
+        "parts": PartVectors(list(zip(starts, arrays, strict=True)), DIM),
+        "non-empty parts": PartVectors([(s, a) for s, a in zip(starts, arrays, strict=True) if len(a)]),
     }
     index = IVFPQIndex.from_config(CFG, dim=DIM)
     index.train(base[: index.training_size(len(base))], n_total=len(base))
@@ -81,13 +82,14 @@ def test_prefetched_rescore_is_bit_identical_across_parts_tombstones_and_empty_l
 def test_part_vectors_prefetch_skips_out_of_range_ids_and_rows_are_unchanged(tmp_path: Path) -> None:
     base = clustered(3000, 3)
     arrays, starts = saved_parts(tmp_path, base, [1000, 0, 2000])
-    vec = PartVectors(arrays, starts, DIM)
+    vec = PartVectors(list(zip(starts, arrays, strict=True)), DIM)
     ids = np.array([0, 999, 1000, 2999, 5000], dtype=np.int64)
-    vec.prefetch(ids)  # 5000 is past the end: skipped, as rows() leaves its row zero
+    vec.prefetch(ids)  # 5000 is past the end: skipped (prefetch is advice; rows() reports it)
     vec.prefetch(np.array([], dtype=np.int64))
-    got = vec.rows(ids)
-    assert np.array_equal(got[:4], base[ids[:4]].astype(np.float16)) and not got[4].any()
-    assert [r.active for r in vec._readahead or []] == [True, True, True]
+    assert np.array_equal(vec.rows(ids[:4]), base[ids[:4]].astype(np.float16))
+    with pytest.raises(DatastoreCorrupted, match="held by no part"):
+        vec.rows(ids)
+    assert [r.active for r in vec._readahead or []] == [True, True]  # one per non-empty part
 
 
 def test_only_whole_file_memmaps_are_advised(tmp_path: Path) -> None:
@@ -155,18 +157,19 @@ def test_rescore_gathers_into_one_reused_buffer_per_thread(tmp_path: Path) -> No
 
     base, queries = clustered(6000, 4), clustered(30, 5)
     arrays, starts = saved_parts(tmp_path, base, [2500, 0, 1700, 1800])
-    sources = [PartVectors(arrays, starts, DIM),
-               index_base.PartVectors([(s, a) for s, a in zip(starts, arrays, strict=True) if len(a)])]
+    sources = [PartVectors(list(zip(starts, arrays, strict=True)), DIM),
+               PartVectors([(s, a) for s, a in zip(starts, arrays, strict=True) if len(a)])]
     ids = np.sort(np.random.default_rng(6).choice(6000, 700, replace=False))
     buf = np.full((1000, DIM), 7, dtype=np.float16)
     for source in sources:
         got = source.rows(ids, out=buf)
         assert np.shares_memory(got, buf) and got.shape == (700, DIM)
         assert np.array_equal(got, source.rows(ids)) and np.array_equal(got, base[ids].astype(np.float16))
-    # ids past the last part's end read as zeros, as the fresh gather gives them
+    # ids past the last part's end are an error with a buffer as without one (the index and the parts disagree)
     tail = np.array([5998, 5999, 6000, 6001], dtype=np.int64)
-    got = sources[0].rows(tail, out=buf)
-    assert np.array_equal(got, sources[0].rows(tail)) and not got[2:].any()
+    for out in (buf, None):
+        with pytest.raises(DatastoreCorrupted, match="held by no part"):
+            sources[0].rows(tail, out=out)
     scratch = index_base.RowScratch()
     rows = sources[0].rows(ids, out=scratch.rows(len(ids), DIM, np.dtype(np.float16)))
     assert np.array_equal(scratch.dot(rows, queries[0]), index_base.dot_rows(base[ids].astype(np.float16), queries[0]))
