@@ -285,9 +285,9 @@ def train_quote_scorer(scifact: Path, scholarqabench: Path, base: Any, out: Path
     models["every finding feature alone"] = FEATURES
     fitted = {name: _fit(feats, tcols, y) for name, feats in models.items()}
     scored = {name: _apply(w, dcols) for name, w in fitted.items()}
-    table = {name: {**_ranking(dev, scored[name]), "weights": {k: round(v, 6) for k, v in fitted[name].items()}}
-             for name in models}
-    old, new = table["old (logit + overlap)"], table["new"]
+    ranks = {name: _ranking(dev, scored[name]) for name in models}
+    table = {name: {**ranks[name], "weights": {k: round(v, 6) for k, v in fitted[name].items()}} for name in models}
+    old, new = ranks["old (logit + overlap)"], ranks["new"]
     better = bool(finding) and new["mrr"] > old["mrr"] and new["top1"] > old["top1"]
     chosen = "new" if write == "finding" or (write == "if-better" and better) else "old (logit + overlap)"
     weights = fitted[chosen]

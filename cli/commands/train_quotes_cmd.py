@@ -54,7 +54,7 @@ def train_quotes(
         return
     h = manifest["heldout"]
     for name, row in h["models"].items():
-        err.print(f"  {name:<36} held-apart MRR {row['mrr']:.4f}  top-1 {row['top1']:.4f}", highlight=False)
+        err.print(f"  {name:<40} held-apart MRR {row['mrr']:.4f}  top-1 {row['top1']:.4f}", highlight=False)
     err.print(f"written: {h['model']} (the finding model beats the two-feature one: {h['finding_beats_old']})",
               highlight=False)
     err.print(f"quote scorer: a={manifest['a']:.4f} w={manifest['w']:.3f} b={manifest['b']:.3f}; held-apart MRR "

@@ -11,8 +11,20 @@ import pytest
 from openscholar.answer import Reference
 from openscholar.evidence import candidates, score_by_length, select_evidence
 from openscholar.judges.lexical import overlap
-from openscholar.quote_features import FEATURES, SentenceContext, feature_matrix, finding_features, result_cues
-from openscholar.quote_scorer import PACKAGED_QUOTE_SCORER, CalibratedScorer, load_calibration, train_quote_scorer
+from openscholar.quote_features import (
+    FEATURE_SETS,
+    FEATURES,
+    SentenceContext,
+    feature_matrix,
+    finding_features,
+    result_cues,
+)
+from openscholar.quote_scorer import (
+    PACKAGED_QUOTE_SCORER,
+    CalibratedScorer,
+    load_calibration,
+    train_quote_scorer,
+)
 from tests.conftest import SCIFACT
 
 
@@ -89,21 +101,38 @@ def test_an_unknown_finding_feature_is_an_error_with_a_hint():
         CalibratedScorer(_OverlapBase(), finding={"is_cool": 1.0})
 
 
-def test_fitted_weights_rank_a_result_sentence_above_an_aim_of_equal_overlap():
+def test_fitted_weights_rank_a_result_sentence_above_a_setup_one_of_equal_overlap():
     """Under the packaged weights (when they include finding features), of two sentences with the same
-    words the one reporting a result outranks the one announcing an aim or a setting."""
+    words the one under a RESULTS heading outranks the one under PURPOSE, and of one sentence the copy
+    late in its abstract (where results are) outranks the copy at its start; the two-feature model
+    cannot tell either pair apart."""
     scorer, calibration = _packaged_scorer()
-    if not calibration.get("finding"):
+    finding = calibration.get("finding") or {}
+    if not finding:
         pytest.skip("the packaged manifest has no finding weights (they did not beat the two-feature model)")
+    old = CalibratedScorer(_OverlapBase(), calibration["a"], calibration["b"], calibration["w"])
     query = "Does vitamin D supplementation improve bone mineral density?"
-    pairs = [("RESULTS: Vitamin D supplementation and bone mineral density in older women.",
-              "OBJECTIVE: Vitamin D supplementation and bone mineral density in older women."),
-             ("Vitamin D supplementation significantly increased bone mineral density compared with placebo.",
-              "The aims of this study were vitamin D supplementation and bone mineral density compared.")]
-    for result, other in pairs:
-        assert overlap(query, result) == overlap(query, other)
+    checked = 0
+    if {"result_heading", "setup_heading", "result_section", "setup_section"} & set(finding):
+        result = "RESULTS: Vitamin D supplementation and bone mineral density in older women."
+        other = "PURPOSE: Vitamin D supplementation and bone mineral density in older women."
+        assert overlap(query, result) == overlap(query, other) and len(result) == len(other)
         s = scorer.score(query, [result, other])
-        assert s[0] > s[1], (result, other, s)
+        assert s[0] > s[1], s
+        assert old.score(query, [result, other])[0] == old.score(query, [result, other])[1]
+        checked += 1
+    if "position" in finding:
+        sentence = "Vitamin D supplementation changed bone mineral density."
+        filler = "Older women were enrolled in twelve clinics."
+        passage = f"{sentence} {filler} {filler} {filler} {sentence}"
+        contexts = [SentenceContext(passage, 0, len(sentence)),
+                    SentenceContext(passage, len(passage) - len(sentence), len(passage))]
+        s = scorer.score_in_context(query, [sentence, sentence], contexts)
+        assert s[1] > s[0], s
+        o = old.score_in_context(query, [sentence, sentence], contexts)
+        assert o[0] == o[1]
+        checked += 1
+    assert checked, f"no check covers the packaged finding features {sorted(finding)}"
 
 
 def test_select_evidence_gives_the_scorer_each_sentence_in_its_passage():
@@ -138,12 +167,19 @@ def test_train_quotes_compares_every_model_on_the_same_split(shared_data, tmp_pa
     table = m["heldout"]["models"]
     for name in ("old (logit + overlap)", "new", "logit + overlap + heading", "heading alone", "cues alone"):
         assert 0 < table[name]["mrr"] <= 1 and 0 <= table[name]["top1"] <= table[name]["mrr"]
-    assert set(m["finding"]) == set(FEATURES) and m["heldout"]["model"] == "new"
+    selection = m["train"]["selection"]
+    assert list(m["finding"]) == selection["features"] and m["heldout"]["model"] == "new"
+    assert all(set(FEATURE_SETS[n]) <= set(selection["features"]) for n in selection["steps"][-1]["sets"])
+    assert [s["mrr"] for s in selection["steps"]] == sorted(s["mrr"] for s in selection["steps"])  # each step gains
     assert m["heldout"]["calibrated"] == {k: table["new"][k] for k in ("mrr", "top1")}
     written = json.loads(out.read_text())
     assert written == m
     CalibratedScorer(_OverlapBase(), written["a"], written["b"], written["w"], written["finding"])
-    old = train_quote_scorer(SCIFACT, sqa, _OverlapBase(), out, train_claims=40, dev_claims=20, write="old")
+    old = train_quote_scorer(SCIFACT, sqa, _OverlapBase(), out, train_claims=40, dev_claims=20, write="old",
+                             finding=("result_heading", "setup_heading"))
+    assert old["train"]["selection"] == {"by": "given (--finding)", "features": ["result_heading", "setup_heading"]}
+    assert old["heldout"]["models"]["new"]["weights"].keys() == {"logit", "overlap", "result_heading", "setup_heading",
+                                                                 "bias"}
     assert "finding" not in old and old["heldout"]["calibrated"] == {
         k: old["heldout"]["models"]["old (logit + overlap)"][k] for k in ("mrr", "top1")}
     assert old["a"] == pytest.approx(table["old (logit + overlap)"]["weights"]["logit"], abs=1e-6)
