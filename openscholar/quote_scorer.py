@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from openscholar.quote_features import SentenceContext
+from openscholar.quote_features import DEFAULT_FINDING, SentenceContext
 
 PACKAGED_QUOTE_SCORER = Path(__file__).resolve().parent / "artifacts" / "quote-scorer" / "manifest.json"
 
@@ -245,12 +245,13 @@ def select_finding_sets(examples: list[_Example], cols: dict[str, list[np.ndarra
 
 def train_quote_scorer(scifact: Path, scholarqabench: Path, base: Any, out: Path, *, train_claims: int = 300,
                        dev_claims: int = 100, seed: int = 13, base_name: str = "reranker",
-                       finding: Sequence[str] | None = None, write: str = "if-better") -> dict[str, Any]:
+                       finding: Sequence[str] | None = DEFAULT_FINDING, write: str = "if-better") -> dict[str, Any]:
     """Fit the calibration on train claims, evaluate on held-apart ones, and write the manifest to ``out``.
 
     Fits, on the same split, the two-feature model (reranker logit, word overlap), the new model with the
-    ``finding`` features (default: the feature sets `select_finding_sets` picks by cross-validation on
-    the train claims), every finding feature together, and each feature set of
+    ``finding`` features (`quote_features.DEFAULT_FINDING` by default; None: the feature sets
+    `select_finding_sets` picks by cross-validation on the train claims, always reported as
+    ``train.selection``), every finding feature together, and each feature set of
     `quote_features.FEATURE_SETS` with the two features and alone; reports each one's held-apart MRR /
     top-1 in ``heldout.models``. ``write``: 'if-better' writes the finding model only when it beats the
     two-feature model on both held-apart MRR and top-1 (else the two-feature one); 'finding' / 'old'
@@ -266,15 +267,15 @@ def train_quote_scorer(scifact: Path, scholarqabench: Path, base: Any, out: Path
     dev = _examples(scifact, scholarqabench, "dev", dev_claims, seed)
     tcols, dcols = _columns(base, train), _columns(base, dev)
     y, ydev = _labels(train), _labels(dev)
-    selection: dict[str, Any] = {"by": "given (--finding)"}
-    if not finding:
-        sets, steps = select_finding_sets(train, tcols)
-        finding = tuple(f for n in sets for f in FEATURE_SETS[n])
-        selection = {"by": "forward selection, 5-fold cross-validated MRR on the train claims", "steps": steps}
-    finding = tuple(finding)
+    sets, steps = select_finding_sets(train, tcols)
+    selected = tuple(f for n in sets for f in FEATURE_SETS[n])
+    selection: dict[str, Any] = {"by": "forward selection, 5-fold cross-validated MRR on the train claims",
+                                 "steps": steps, "selected": list(selected)}
+    finding = selected if finding is None else tuple(finding)
     selection["features"] = list(finding)
 
     models: dict[str, tuple[str, ...]] = {"old (logit + overlap)": OLD_FEATURES, "new": OLD_FEATURES + finding,
+                                          "logit + overlap + cross-validated selection": OLD_FEATURES + selected,
                                           "logit + overlap + every finding feature": OLD_FEATURES + FEATURES}
     for name, feats in FEATURE_SETS.items():
         models[f"logit + overlap + {name}"] = OLD_FEATURES + feats

@@ -15,8 +15,9 @@ def train_quotes(
     train_claims: int = typer.Option(300, "--train-claims", min=10, help="SciFact train claims to fit on (at most; "
                                      "the held-apart split leaves 265)."),
     dev_claims: int = typer.Option(100, "--dev-claims", min=10, help="Held-apart claims to evaluate on."),
-    finding: str = typer.Option("", "--finding", help="Comma-separated finding features of the new model "
-                                "(default: every one of openscholar.quote_features.FEATURES)."),
+    finding: str = typer.Option("default", "--finding", help="Comma-separated finding features of the new model; "
+                                "'default': openscholar.quote_features.DEFAULT_FINDING; 'auto': the sets chosen by "
+                                "cross-validation on the train claims."),
     write: str = typer.Option("if-better", "--write", help="Which model the manifest gets: 'if-better' (the "
                               "finding model only if it beats the two-feature one on held-apart MRR and top-1), "
                               "'finding' or 'old'."),
@@ -29,7 +30,7 @@ def train_quotes(
     import torch
 
     from openscholar.components import scifact_dir
-    from openscholar.quote_features import FEATURES
+    from openscholar.quote_features import DEFAULT_FINDING, FEATURES
     from openscholar.quote_scorer import PACKAGED_QUOTE_SCORER, train_quote_scorer
     from openscholar.retrieval import reranker_path
     from retriever.reranker import CrossEncoderReranker
@@ -42,8 +43,9 @@ def train_quotes(
     base = CrossEncoderReranker(s.retrieval.reranker.model_copy(update={"max_tokens": 96}), reranker_path(s, "reranker"))
     if write not in ("if-better", "finding", "old"):
         raise typer.BadParameter("use 'if-better', 'finding' or 'old'", param_hint="--write")
-    names = tuple(f.strip() for f in finding.split(",") if f.strip()) or None
-    if names and set(names) - set(FEATURES):
+    names = (DEFAULT_FINDING if finding == "default" else None if finding == "auto"
+             else tuple(f.strip() for f in finding.split(",") if f.strip()))
+    if names is not None and set(names) - set(FEATURES):
         raise typer.BadParameter(f"unknown {sorted(set(names) - set(FEATURES))}; known: {', '.join(FEATURES)}",
                                  param_hint="--finding")
     manifest = train_quote_scorer(scifact_dir(s), Path(sqa).expanduser(), base,
