@@ -183,6 +183,7 @@ def evidence_questions(n: int) -> list[str]:
 def evidence_part(n: int) -> dict[str, Any]:
     from openscholar.engine import AnswerOptions, Engine
     from openscholar.evidence import papers_of, quote_fidelity
+    from openscholar.quote_features import finding_features
     from openscholar.settings import load_settings
 
     settings = load_settings()
@@ -193,6 +194,7 @@ def evidence_part(n: int) -> dict[str, Any]:
     engine.answer(qs[0], AnswerOptions(feedback=False))  # loads every model; not timed below
     load_s = time.perf_counter() - t0
     times, fidelity, rich, samples = [], [], 0, []
+    cued, setup, quotes = 0, 0, 0
     for q in qs:
         t = time.perf_counter()
         a = engine.answer(q, AnswerOptions(feedback=False))
@@ -201,12 +203,20 @@ def evidence_part(n: int) -> dict[str, Any]:
         fidelity.append(quote_fidelity(a.evidence, refs))
         papers = papers_of(a.evidence, refs)
         rich += len(a.evidence) >= 3 and papers >= 2
+        # what the quotes are, by cues the quote scorer does not weigh (openscholar.quote_features)
+        for e in a.evidence:
+            f = finding_features(e.quote)
+            quotes += 1
+            cued += f["result_cues"] > 0
+            setup += bool(f["aim"] or f["setup_heading"])
         samples.append({"question": q, "quotes": len(a.evidence), "papers": papers, "seconds": round(times[-1], 2),
                         "verdict": a.assessment.label if a.assessment else None, "steps_ms": a.timings})
     return {"questions": len(qs), "model_load_s": round(load_s, 1),
             "quote_fidelity": round(statistics.mean(fidelity), 4),
             "p50_s": round(statistics.median(times), 3), "p90_s": round(sorted(times)[int(0.9 * (len(times) - 1))], 3),
-            "share_3_quotes_2_papers": round(rich / len(qs), 4), "samples": samples}
+            "share_3_quotes_2_papers": round(rich / len(qs), 4), "quotes": quotes,
+            "share_quotes_with_result_cue": round(cued / max(quotes, 1), 4),
+            "share_quotes_aim_or_setup_heading": round(setup / max(quotes, 1), 4), "samples": samples}
 
 
 # -- 3. ScholarQABench verdicts -----------------------------------------------------------------
@@ -280,6 +290,9 @@ def print_tables(result: dict[str, Any]) -> None:
         print(f"\nevidence mode: {e['questions']} questions, quote fidelity {e['quote_fidelity']:.2%}, p50 {e['p50_s']} s "
               f"(p90 {e['p90_s']} s, model load {e['model_load_s']} s), >=3 quotes from >=2 papers "
               f"{e['share_3_quotes_2_papers']:.0%}")
+        if "quotes" in e:
+            print(f"  {e['quotes']} quotes: {e['share_quotes_with_result_cue']:.0%} with a result cue, "
+                  f"{e['share_quotes_aim_or_setup_heading']:.0%} stating an aim or under a setup heading")
     s = result.get("sqa")
     if s:
         print("\n| task | n | verifier (lean) | verifier (strict) | not enough evidence | LLM, gold passage | majority |")

@@ -16,12 +16,13 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from openscholar.answer import Evidence, Reference, Section
 from openscholar.judges.lexical import content_words
+from openscholar.quote_features import SentenceContext
 from openscholar.sentences import sentence_spans
 
 if TYPE_CHECKING:
@@ -34,6 +35,15 @@ class QuoteScorer(Protocol):
     """Relevance of each text to the query, higher is better (any scale)."""
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class ContextualQuoteScorer(Protocol):
+    """A `QuoteScorer` that also reads where each sentence sits in its passage (its position, the
+    section heading above it: `openscholar.quote_features`)."""
+
+    def score_in_context(self, query: str, texts: Sequence[str],
+                         contexts: Sequence[SentenceContext] | None) -> np.ndarray: ...
 
 
 class TextEmbedder(Protocol):
@@ -49,6 +59,10 @@ class Candidate:
     @property
     def quote(self) -> str:
         return self.reference.text[self.start:self.end]
+
+    @property
+    def context(self) -> SentenceContext:
+        return SentenceContext(self.reference.text, self.start, self.end)
 
 
 def candidates(refs: Sequence[Reference], *, min_words: int = 5, max_words: int = 90) -> list[Candidate]:
@@ -127,10 +141,17 @@ def shortlist(question: str, cands: Sequence[Candidate], n: int | None) -> list[
     return sorted(sorted(range(len(cands)), key=lambda i: (-share[i], i))[:n])
 
 
-def score_by_length(scorer: QuoteScorer, question: str, texts: Sequence[str]) -> np.ndarray:
-    """``scorer.score`` over ``texts`` fed shortest first (batches pad to their longest text), in input order."""
+def score_by_length(scorer: QuoteScorer, question: str, texts: Sequence[str],
+                    contexts: Sequence[SentenceContext] | None = None) -> np.ndarray:
+    """``scorer.score`` over ``texts`` fed shortest first (batches pad to their longest text), in input
+    order; a `ContextualQuoteScorer` also gets each text's ``contexts``."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    scored = np.asarray(scorer.score(question, [texts[i] for i in order]), dtype=np.float64)
+    fed = [texts[i] for i in order]
+    if contexts is not None and isinstance(scorer, ContextualQuoteScorer):
+        raw = scorer.score_in_context(question, fed, [contexts[i] for i in order])
+    else:
+        raw = scorer.score(question, fed)
+    scored = np.asarray(raw, dtype=np.float64)
     out = np.empty(len(texts), dtype=np.float64)
     out[order] = scored
     return out
@@ -146,7 +167,7 @@ def select_evidence(question: str, refs: Sequence[Reference], scorer: QuoteScore
     cands = [cands[i] for i in shortlist(question, cands, max_scored)]
     if not cands:
         return [], []
-    logits = score_by_length(scorer, question, [c.quote for c in cands])
+    logits = score_by_length(scorer, question, [c.quote for c in cands], [c.context for c in cands])
     keep = [i for i in range(len(cands)) if min_score is None or _sigmoid(float(logits[i])) >= min_score]
     if not keep:
         return [], []
@@ -243,7 +264,7 @@ def papers_of(evidence: Sequence[Evidence], references: dict[int, Reference]) ->
     return len({paper_key(references[e.reference]) for e in evidence if e.reference in references})
 
 
-__all__ = ["Candidate", "QuoteScorer", "TextEmbedder", "candidates", "mmr_select", "paper_key", "papers_of",
+__all__ = ["Candidate", "ContextualQuoteScorer", "QuoteScorer", "TextEmbedder", "candidates", "mmr_select", "paper_key", "papers_of",
            "quote_fidelity", "score_by_length", "section_title", "select_evidence", "shortlist", "themed_sections"]
 
 
@@ -263,4 +284,4 @@ def build_quote_scorer(settings: Settings) -> QuoteScorer:
     calibration = load_calibration() or {}
     base = CrossEncoderReranker(config, reranker_path(settings, str(calibration.get("base", "reranker"))))
     return CalibratedScorer(base, float(calibration.get("a", 1.0)), float(calibration.get("b", 0.0)),
-                            float(calibration.get("w", 0.0)))
+                            float(calibration.get("w", 0.0)), calibration.get("finding"))
