@@ -169,7 +169,8 @@ def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = 
     passage x N. Import: parts at the measured rate per process (release shards are independent:
     one process per shard in parallel), finalize linear in N after a fixed training cost. Dense
     latency: the IVF-PQ scan grows with nprobe x N / nlist and nlist = 4 sqrt(N), so ~sqrt(N);
-    the sparse stage is scaled linearly in N (an upper bound: posting lists grow with N, WAND skips).
+    the sparse stage is scaled linearly in N (an upper bound: posting lists grow with N, WAND skips)
+    and, with ``smaller``, also as the power of N it grew by between the two sizes (``_fitted``).
     """
     s = sim.get("serve") or dict(sim["serve_dense"], anon_bytes_per_passage_dense=sim["serve_dense"]["anon_bytes_per_passage"])
     n = s["live_passages"]
@@ -195,6 +196,10 @@ def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = 
             slope = max((big - small) / (n - m), 0.125)
             split[key] = {"fixed_bytes": round(max(big - slope * n, 0.0)), "bytes_per_passage": round(slope, 2)}
         split["sizes"] = [m, n]
+        if sparse_ms is not None and t.get("sparse_stage") and m != n:
+            # the sparse stage's growth through the two sizes, as a power of N (1 = linear, the upper bound)
+            small_ms = t["sparse_stage"]["p50_ms"]
+            split["sparse_stage_exponent"] = round(math.log(sparse_ms / small_ms) / math.log(n / m), 3)
 
     def grown(key: str, bpp: float, n_to: int) -> float:
         """Anonymous bytes past the process base at n_to."""
@@ -219,6 +224,10 @@ def project_service(sim: dict[str, Any], out: Path | None = None, n_full: int = 
         "hybrid_p50_ms_one_core_upper": round(s["hybrid"]["p50_ms"] - sparse_ms - s["raw_dense"]["p50_ms"]
                                               + s["raw_dense"]["p50_ms"] * grow + sparse_ms * n_full / n, 1)
         if s.get("hybrid") and sparse_ms is not None else None,
+        "hybrid_p50_ms_one_core_fitted": round(s["hybrid"]["p50_ms"] - sparse_ms - s["raw_dense"]["p50_ms"]
+                                               + s["raw_dense"]["p50_ms"] * grow
+                                               + sparse_ms * (n_full / n) ** min(max(split["sparse_stage_exponent"], 0.0), 1.0), 1)
+        if s.get("hybrid") and sparse_ms is not None and "sparse_stage_exponent" in split else None,
         "recall_at_10_measured": s["recall_at_10"],
         "anon_bytes_per_passage_dense_sparse_at_10m": round(grown("dense_sparse", all_bpp, 10_000_000) / 1e7, 1)
         if s.get("hybrid") else None,

@@ -325,6 +325,8 @@ def main() -> None:
                     "imported and deleted, so the release never sits on disk whole (10M: ~33 GB instead of ~50 GB).")
     ap.add_argument("--resume", action="store_true", help="With --stream: keep the datastore's finished parts and the "
                     "figures saved so far, and go on from the first shard not imported.")
+    ap.add_argument("--build-threads", type=int, default=1, help="FAISS threads of the finalize step (train + add to "
+                    "the global index); serving is always measured on one core.")
     ap.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--serve-mode", default="both", choices=["dense", "hybrid", "both"], help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -385,7 +387,9 @@ def main() -> None:
                                 "matched": sum(s["papers_matched"] for s in report["shards"]),
                                 "unmatched": sum(s["papers_unmatched"] for s in report["shards"])}
     checkpoint("import_parts")
-    fin = run_measured([*cli, "--finish", "--index", "ivfpq"], env, "finalize (global IVF-PQ)")
+    results["build_threads"] = args.build_threads
+    fin = run_measured([*cli, "--finish", "--index", "ivfpq"], dict(env, OMP_NUM_THREADS=str(args.build_threads)),
+                       f"finalize (global IVF-PQ, {args.build_threads} FAISS threads)")
     fin.pop("stdout")
     fin["passages_per_s"] = round(imported / fin["seconds"], 1)
     results["finalize"] = fin
