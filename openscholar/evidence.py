@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from openscholar.settings import Settings
 
 _LABEL_ONLY = re.compile(r"^[A-Z][A-Z /&-]{2,40}:?$")
+# a sentence ends with . ! or ? (and maybe a closing quote or bracket); a passage cut from a longer text
+# may end (or start) inside a sentence, and a quote of that fragment could drop what changes its meaning
+_SENTENCE_END = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
 
 
 class QuoteScorer(Protocol):
@@ -66,12 +69,17 @@ class Candidate:
 
 
 def candidates(refs: Sequence[Reference], *, min_words: int = 5, max_words: int = 90) -> list[Candidate]:
-    """Every quotable sentence of ``refs``: long enough to say something, short enough to read."""
+    """Every quotable sentence of ``refs``: long enough to say something, short enough to read, and
+    whole: not the fragment a passage's chunk boundary leaves at its end (no closing punctuation) or
+    at its start (begins in lower case)."""
     out: list[Candidate] = []
     for ref in refs:
-        for span in sentence_spans(ref.text):
+        spans = sentence_spans(ref.text)
+        for j, span in enumerate(spans):
             n = len(span.text.split())
             if n < min_words or n > max_words or _LABEL_ONLY.match(span.text):
+                continue
+            if (j == len(spans) - 1 and not _SENTENCE_END.search(span.text)) or (j == 0 and span.text[:1].islower()):
                 continue
             out.append(Candidate(ref, span.start, span.end))
     return out

@@ -45,6 +45,17 @@ def test_quote_spans_are_verbatim_over_the_scifact_corpus(shared_data):
     assert all(c.start == 0 or c.reference.text[c.start - 1].isspace() for c in cands)
 
 
+def test_a_sentence_cut_by_the_passage_boundary_is_never_quoted():
+    """A chunk of a longer abstract may end (or start) inside a sentence: quoting the fragment could drop
+    the words that decide its meaning ("an increase in the currently" [recommended intake is warranted])."""
+    whole = "Vitamin D supplementation increased bone mineral density in the trial group."
+    ref = Reference(id=0, paper_id="p", title="t", text=(
+        "of the cohort were excluded from the analysis. " + whole + " It led us to suggest that an increase in the currently"))
+    assert [c.quote for c in candidates([ref])] == [whole]
+    closed = Reference(id=1, paper_id="q", title="t", text=whole + ' The effect was very "large."')
+    assert [c.quote for c in candidates([closed])] == [whole, 'The effect was very "large."']
+
+
 def test_mmr_prefers_a_second_finding_and_caps_papers():
     rel = np.array([1.0, 0.99, 0.98, 0.5, 0.4])
     sim = np.eye(5)
