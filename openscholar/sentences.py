@@ -40,7 +40,11 @@ def _is_abbreviation(text: str, dot: int) -> bool:
     word = m.group(1)
     if word.lower().rstrip(".") in _ABBREVIATIONS:
         return True
-    return len(word) == 1 and word.isupper()  # an initial: "J. Smith"
+    if len(word) == 1 and word.isupper():  # an initial ("J. Smith", "Smith J. A.") ...
+        before = re.search(r"(\S+)\s+$", text[: dot - 1])
+        # ... unless a lower-case word comes before it: "vitamin D." and "hepatitis B." end sentences
+        return before is None or not before.group(1)[:1].islower()
+    return False
 
 
 def sentence_spans(text: str) -> list[Span]:

@@ -34,6 +34,14 @@ def test_sentence_spans_cut_the_text_itself():
     assert all(text[s.start:s.end] == s.text for s in spans)
 
 
+def test_a_letter_after_a_lower_case_word_ends_a_sentence():
+    text = ("Requirements for vitamin D. This review will evaluate the evidence. Smith J. A. Jones found it. "
+            "As shown in (J. Doe) it holds.")
+    assert [s.text for s in sentence_spans(text)] == [
+        "Requirements for vitamin D.", "This review will evaluate the evidence.", "Smith J. A. Jones found it.",
+        "As shown in (J. Doe) it holds."]
+
+
 def test_quote_spans_are_verbatim_over_the_scifact_corpus(shared_data):
     """The invariant behind quote fidelity, on every sentence of 1,000 real abstracts."""
     docs = [json.loads(line) for line in (SCIFACT / "corpus.jsonl").read_text().splitlines()[:1000]]
