@@ -32,9 +32,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-SHARED = REPO.parent / "shared" / "data"
-SCIFACT = SHARED / "beir" / "scifact"
-SQA = SHARED / "scholarqabench"
 OUT = REPO / "bench" / "results" / "verdict_rule.json"
 WINDOWS = (8, 4, 3, 2, 1)
 MARGINS = tuple(round(x, 3) for x in np.arange(-0.5, 0.501, 0.025))
@@ -44,7 +41,8 @@ def held_apart_claims() -> list[dict[str, Any]]:
     """SciFact train claims of the judge's dev fold with their gold abstracts and true/false label
     (claims whose abstracts disagree are left out). Same selection as bench/faithfulness.py's
     abstract verdicts."""
-    from faithfulness import dev_fold_claims  # bench/ is on sys.path when run as a script
+    # bench/ is on sys.path when run as a script
+    from faithfulness import SCIFACT, SQA, dev_fold_claims
 
     from openscholar.judges.support_data import build_judge_pairs
 
