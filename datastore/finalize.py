@@ -201,7 +201,11 @@ def add_parts_locked(root: Path, new: Sequence[PartInfo], config: DatastoreConfi
 
 @dataclass
 class CompactReport:
-    """What `compact_index` did: segment counts and index bytes before and after."""
+    """What `compact_index` did: segment counts, index bytes and codes before and after.
+
+    ``ntotal`` is the codes the index holds afterwards (as ``manifest.index.ntotal``); ``dropped``
+    the codes of tombstoned passages it left out (their ids stay tombstoned).
+    """
 
     kind: str
     segments_before: int
@@ -210,21 +214,28 @@ class CompactReport:
     bytes_after: int
     ntotal: int
     manifest: Manifest
+    dropped: int = 0
 
     @property
     def changed(self) -> bool:
-        return self.segments_after < self.segments_before
+        return self.segments_after < self.segments_before or self.dropped > 0
 
 
 def compact_index(root: Path, config: DatastoreConfig) -> CompactReport:
-    """Merge the IVF-PQ index's segments (each `datastore add` leaves one more) into one.
+    """Merge the IVF-PQ index's segments (each `datastore add` leaves one more) into one, without
+    the codes of tombstoned passages (deleted papers, duplicates).
 
     Under the write lock, crash-safe like `add`: the merged index is written to ``index.tmp/``
-    (every code read and written once: O(index) disk I/O and free space, bounded RAM), swapped in
-    for ``index/`` (kept as ``index.old/`` until the manifest commits), re-stamped, and the
-    manifest written last. Passages, parts, tombstones and search results do not change. flat and
-    HNSW indexes are one file: nothing to merge, nothing written (``changed`` is False), as for an
-    IVF-PQ index that has one segment already.
+    (every code read and written once: O(index) disk I/O and free space, bounded RAM; the tombstone
+    map is read list by list), swapped in for ``index/`` (kept as ``index.old/`` until the manifest
+    commits), re-stamped, and the manifest written last. Passages, parts, tombstones and search
+    results do not change: searches exclude tombstoned ids anyway, and keep excluding them (ids
+    deleted after the compact still have codes). ``manifest.index.ntotal`` becomes the codes kept
+    (``passages - deleted`` right after a compact; later adds count on from there).
+
+    Runs when there is more than one segment or when the index holds codes of tombstoned ids
+    (``index.ntotal > manifest.live``, an O(1) check); else, and for flat and HNSW indexes (one
+    file: nothing to merge), nothing is written (``changed`` is False).
     """
     root = Path(root)
     with locked(root):
@@ -237,24 +248,27 @@ def compact_index(root: Path, config: DatastoreConfig) -> CompactReport:
         size = sum(manifest.files[r].bytes for r in index_files)
         if kind != "ivfpq":
             return CompactReport(kind, 1, 1, size, size, manifest.index.ntotal, manifest)
+        check_file(root, TOMBSTONES, manifest.files[TOMBSTONES])
         vectors = part_vectors(root, manifest.parts, manifest.encoder.dim)
         index = global_index.load(root / INDEX_DIR, manifest.encoder.dim, config, vectors, workdir=root / BUILD_DIR)
-        before = len(index.segments)
-        if before <= 1:
-            return CompactReport(kind, before, before, size, size, int(index.ntotal), manifest)
+        before, codes_before = len(index.segments), int(index.ntotal)
+        if before <= 1 and codes_before <= manifest.live:
+            return CompactReport(kind, before, before, size, size, codes_before, manifest)
         journal.begin(root, manifest, "compact")
-        files = _save_index(root, index, compact=True)
-        after = len(index.segments)
+        tomb = open_tombstones(root, manifest.passages)  # read-only map: bounded memory, read list by list
+        files = _save_index(root, index, compact=True, drop=tomb)
+        del tomb
+        after, codes_after = len(index.segments), int(index.ntotal)
         del index  # unmaps the merged segment (now under index/)
         shutil.rmtree(root / BUILD_DIR, ignore_errors=True)
         old = manifest.files
         manifest.files = {r: s for r, s in old.items() if not r.startswith(INDEX_DIR + "/")}
         manifest.files.update({f"{INDEX_DIR}/{f}": restamp(root, f"{INDEX_DIR}/{f}", old.get(f"{INDEX_DIR}/{f}")) for f in files})
-        manifest.index = manifest.index.model_copy(update={"files": files})
+        manifest.index = manifest.index.model_copy(update={"files": files, "ntotal": codes_after})
         manifest.save(root)
         journal.end(root)
         return CompactReport(kind, before, after, size, sum(manifest.files[f"{INDEX_DIR}/{f}"].bytes for f in files),
-                             manifest.index.ntotal, manifest)
+                             codes_after, manifest, dropped=codes_before - codes_after)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -309,15 +323,15 @@ def _add_parts_to_index(index: Any, parts: Sequence[PartInfo], vectors: PartVect
                 bar.update(hi - lo)
 
 
-def _save_index(root: Path, index: Any, *, compact: bool = False) -> list[str]:
+def _save_index(root: Path, index: Any, *, compact: bool = False, drop: np.ndarray | None = None) -> list[str]:
     """Write the index into ``index.tmp/`` and swap it in for ``index/`` (the previous one is kept as
     ``index.old/`` until the manifest commits); returns its file names. ``compact``: IVF-PQ with all
-    its segments merged into one."""
+    its segments merged into one, without the codes of the ids ``drop`` (the tombstone map) marks."""
     tmp = root / (INDEX_DIR + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    files = sorted(index.compact(tmp) if compact else index.save(tmp))
+    files = sorted(index.compact(tmp, drop=drop) if compact else index.save(tmp))
     old = root / journal.INDEX_OLD  # kept until the manifest commits (journal.end), for recovery
     if old.exists():
         shutil.rmtree(old)

@@ -77,7 +77,7 @@ class IndexInfo(BaseModel):
     """The one vector index over all parts."""
 
     kind: str
-    ntotal: int = 0
+    ntotal: int = Field(0, description="Codes the index holds: every passage until `datastore compact` drops tombstoned ones.")
     params: dict[str, Any] = Field(default_factory=dict)
     files: list[str] = Field(default_factory=list, description="Paths under index/ (stamped in Manifest.files).")
 

@@ -2,7 +2,8 @@
 
 ``tombstones.u8`` holds one byte per global id (1 = deleted or duplicate), memory-mapped; searches
 hand it to the index as the exclusion map, so a delete costs the bytes it sets and never makes
-queries slower. ``hashes.sqlite`` maps each content hash to the first global id that holds it (a
+queries slower; ``datastore compact`` later drops the tombstoned ids' codes from the index (the
+bytes stay set: ids are never reused). ``hashes.sqlite`` maps each content hash to the first global id that holds it (a
 B-tree keyed by the hash): deduplication looks up only the new passages' hashes, so neither a
 build nor an ``add`` holds a set of the corpus in RAM.
 """

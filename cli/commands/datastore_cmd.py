@@ -257,10 +257,13 @@ def compact(
     root: Path = typer.Argument(None, help="Datastore directory (default: datastore.path)."),
     as_json: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
-    """Merge the IVF-PQ index's segments (each `datastore add` leaves one) into one; results do not change.
+    """Merge the IVF-PQ index's segments into one and drop the codes of deleted and duplicate passages; results do not change.
 
-    Rewrites the index once (needs its size in free disk), under the write lock; readers keep
-    serving meanwhile. flat and HNSW indexes are one file: nothing to compact.
+    Each `datastore add` leaves one more segment, and the codes of passages removed by `datastore
+    delete` (or found duplicate) stay in the index, excluded at query time, until a compact drops
+    them (their ids stay deleted). Rewrites the index once (needs its size in free disk), under the
+    write lock; readers keep serving meanwhile. Runs for one segment too when it holds such codes.
+    flat and HNSW indexes are one file: nothing to compact.
     """
     from datastore.finalize import compact_index
 
@@ -272,13 +275,18 @@ def compact(
         print_json({"path": str(root), "kind": report.kind, "changed": report.changed,
                     "segments_before": report.segments_before, "segments_after": report.segments_after,
                     "index_bytes_before": report.bytes_before, "index_bytes_after": report.bytes_after,
-                    "vectors": report.ntotal, "seconds": round(seconds, 2)})
+                    "vectors": report.ntotal, "dropped": report.dropped, "seconds": round(seconds, 2)})
+
+    def segments(n: int) -> str:
+        return f"{n} segment" + ("" if n == 1 else "s")
+
     if report.kind != "ivfpq":
         msg = f"{root}: the index is {report.kind}, one file with no segments: nothing to compact (only IVF-PQ indexes have segments)"
     elif not report.changed:
-        msg = f"{root}: the IVF-PQ index has {report.segments_before} segment: nothing to compact"
+        msg = (f"{root}: the IVF-PQ index has {segments(report.segments_before)} and no codes of deleted or duplicate "
+               "passages: nothing to compact")
     else:
-        msg = (f"{root}: IVF-PQ index compacted: {report.segments_before} segments -> {report.segments_after} "
-               f"({report.ntotal} vectors; index {report.bytes_before / 1e6:.1f} -> {report.bytes_after / 1e6:.1f} MB; "
-               f"files re-stamped); {seconds:.1f}s")
+        msg = (f"{root}: IVF-PQ index compacted: {segments(report.segments_before)} -> {report.segments_after}, "
+               f"{report.dropped} codes of deleted or duplicate passages dropped ({report.ntotal} vectors kept; "
+               f"index {report.bytes_before / 1e6:.1f} -> {report.bytes_after / 1e6:.1f} MB; files re-stamped); {seconds:.1f}s")
     err.print(msg, highlight=False)

@@ -10,7 +10,8 @@ Building keeps at most ``memory_mb / 2`` of codes in RAM: full blocks are writte
 and ``save`` merges them into a new on-disk segment (``OnDiskInvertedLists.merge_from_multiple``,
 the machinery behind ``faiss.contrib.ondisk.merge_ondisk``). The first save makes segment 0; each
 later ``add`` + ``save`` (``datastore add``) appends one small segment, so nothing is retrained or
-rewritten. Searching stacks the segments' lists (``HStackInvertedLists``) behind one quantizer;
+rewritten. ``compact`` (``datastore compact``) merges the segments into one and, given the tombstone
+map, leaves out the codes of deleted and duplicate passages (``ntotal`` counts the codes held). Searching stacks the segments' lists (``HStackInvertedLists``) behind one quantizer;
 the lists are mapped read-only, so replicas share the page cache and only the quantizer is private.
 
 A query visits ``nprobe`` lists (auto: ``plan_nprobe``), keeps the ``rescore`` best by PQ score (tombstones excluded by
@@ -332,23 +333,34 @@ class IVFPQIndex:
         self._dirty = True
         return self._write_meta(directory)
 
-    def compact(self, directory: Path | None = None) -> list[str]:
+    def compact(self, directory: Path | None = None, *, drop: np.ndarray | None = None) -> list[str]:
         """Merge every segment (and unsaved adds) into one new segment; returns all file names.
 
         Each ``datastore add`` leaves one more segment, and searching more than one stacks their
         lists (copying the probed ones per query). This rewrites all codes once (O(codes) disk I/O,
         bounded RAM); the old segment files are removed after index.json points at the new one
         (processes that still map them keep reading them until they reopen).
+
+        ``drop``: a uint8 map over ids (the tombstone map, memory-mapped; nonzero = dropped, ids past
+        its end are kept). The codes of dropped ids are left out of the merged lists, so they stop
+        costing disk and scan time (a search excludes them anyway, so results do not change);
+        ``ntotal`` then counts the codes kept. With ``drop``, one segment that holds dropped codes is
+        rewritten too. The map is read list by list, never loaded whole.
         """
         directory = Path(directory) if directory is not None else self._directory
         if directory is None:
             raise DatastoreError("nothing to compact: the index was never saved", hint="call save(directory) first")
-        if len(self._segments) + len(self._blocks) + (self._block is not None) <= 1:
+        if drop is None and len(self._segments) + len(self._blocks) + (self._block is not None) <= 1:
             return self.save(directory)
-        self.save(directory)  # everything into segments first, all in ``directory``
+        files = self.save(directory)  # everything into segments first, all in ``directory``
+        lists = [_lists(h) for _, _, h in self._segments]
+        sizes = _live_sizes(lists, drop) if drop is not None else None
+        if len(self._segments) <= 1 and (sizes is None or int(sizes.sum()) == self.ntotal):
+            return files  # one segment and nothing to drop: already compact
         name = self._next_segment_name()
-        n = self._write_ondisk(directory, name, [_lists(h) for _, _, h in self._segments])
+        n = self._write_ondisk(directory, name, lists, drop=drop, sizes=sizes)
         old = [seg for seg, _, _ in self._segments]
+        del lists
         self._discard_pending()  # points the searcher away from the old lists
         self._segments = [(name, n, _open_ondisk(directory, name))]
         self._dirty = True
@@ -383,18 +395,28 @@ class IVFPQIndex:
             lists.append(self._block.invlists)
         return lists
 
-    def _write_ondisk(self, directory: Path, name: str, lists: list[Any]) -> int:
-        """Merge ``lists`` into ``name``.ivfdata (OnDiskInvertedLists) + its header ``name``.faiss."""
+    def _write_ondisk(
+        self, directory: Path, name: str, lists: list[Any], *, drop: np.ndarray | None = None,
+        sizes: np.ndarray | None = None,
+    ) -> int:
+        """Merge ``lists`` into ``name``.ivfdata (OnDiskInvertedLists) + its header ``name``.faiss.
+
+        ``drop`` (see ``compact``): entries whose id it marks are skipped; ``sizes`` are the kept
+        entries per list when already counted (``_live_sizes``).
+        """
         template = self._template()
         data = directory / (name + ".ivfdata")
         for stale in (data, directory / (name + ".faiss")):
             stale.unlink(missing_ok=True)  # a crashed save's leftovers
         ondisk = faiss.OnDiskInvertedLists(template.nlist, template.code_size, str(data))
-        vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
-        for il in lists:
-            vec.push_back(il)
-        with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
-            n = int(ondisk.merge_from_multiple(vec.data(), vec.size(), False))
+        if drop is not None:
+            n = _merge_live(ondisk, lists, drop, sizes if sizes is not None else _live_sizes(lists, drop))
+        else:
+            vec = faiss.InvertedListsPtrVector()  # type: ignore[attr-defined]  # faiss stubs lag the SWIG API
+            for il in lists:
+                vec.push_back(il)
+            with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
+                n = int(ondisk.merge_from_multiple(vec.data(), vec.size(), False))
         # the header carries only the lists: an empty quantizer keeps it (and its RAM when read) small
         quantizer = faiss.IndexFlatIP(self.dim)
         header = faiss.IndexIVFPQ(
@@ -499,6 +521,69 @@ def _as_source(vectors: VectorSource | np.ndarray | None) -> VectorSource | None
 def _lists(header: Any) -> Any:
     """The inverted lists of a header index (owned by the header: keep it alive while in use)."""
     return faiss.extract_index_ivf(header).invlists
+
+
+def _entries(il: Any, list_no: int) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of list ``list_no``'s ids and codes (n x code_size) in ``il``."""
+    n = int(il.list_size(list_no))
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, int(il.code_size)), dtype=np.uint8)
+    ids_ptr = il.get_ids(list_no)
+    ids = np.array(faiss.rev_swig_ptr(ids_ptr, n), dtype=np.int64)
+    il.release_ids(list_no, ids_ptr)
+    codes_ptr = il.get_codes(list_no)
+    codes = np.array(faiss.rev_swig_ptr(codes_ptr, n * int(il.code_size)), dtype=np.uint8).reshape(n, -1)
+    il.release_codes(list_no, codes_ptr)
+    return ids, codes
+
+
+def _kept(ids: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """True for the ids ``drop`` does not mark (ids past its end are kept)."""
+    keep = np.ones(len(ids), dtype=bool)
+    inside = (ids >= 0) & (ids < len(drop))
+    keep[inside] = np.asarray(drop[ids[inside]]) == 0
+    return keep
+
+
+def _live_sizes(lists: list[Any], drop: np.ndarray) -> np.ndarray:
+    """Entries per inverted list, over all ``lists``, whose id ``drop`` does not mark (reads ids only)."""
+    nlist = int(lists[0].nlist) if lists else 0
+    sizes = np.zeros(nlist, dtype=np.uint64)
+    for list_no in range(nlist):
+        for il in lists:
+            n = int(il.list_size(list_no))
+            if n:
+                ptr = il.get_ids(list_no)
+                ids = np.array(faiss.rev_swig_ptr(ptr, n), dtype=np.int64)
+                il.release_ids(list_no, ptr)
+                sizes[list_no] += int(_kept(ids, drop).sum())
+    return sizes
+
+
+def _merge_live(ondisk: Any, lists: list[Any], drop: np.ndarray, sizes: np.ndarray) -> int:
+    """``merge_from_multiple`` without the entries ``drop`` marks: the file is sized once from
+    ``sizes`` (each list exactly its kept entries, in segment order as the merge lays them out),
+    then filled list by list, so RAM holds one list at a time."""
+    code_size = int(ondisk.code_size)
+    total = int(sizes.sum())
+    with _stdout_to_stderr():  # FAISS printf()s "resizing ..." to stdout
+        ondisk.update_totsize(max(total * (8 + code_size), 1))  # mmap refuses 0 bytes: an empty index keeps 1
+    ondisk.set_all_lists_sizes(faiss.swig_ptr(np.ascontiguousarray(sizes, dtype=np.uint64)))
+    for list_no in range(len(sizes)):
+        if not sizes[list_no]:
+            continue
+        parts = [_entries(il, list_no) for il in lists]
+        ids = np.concatenate([i for i, _ in parts])
+        codes = np.concatenate([c for _, c in parts])
+        keep = _kept(ids, drop)
+        ids, codes = np.ascontiguousarray(ids[keep]), np.ascontiguousarray(codes[keep])
+        if len(ids) != int(sizes[list_no]):
+            raise DatastoreError(
+                f"inverted list {list_no} changed while compacting ({len(ids)} kept entries, {int(sizes[list_no])} counted)",
+                hint="the drop map changed meanwhile: compact under the datastore's write lock, then run it again",
+            )
+        ondisk.update_entries(list_no, 0, len(ids), faiss.swig_ptr(ids), faiss.swig_ptr(codes))
+    return total
 
 
 def _open_ondisk(directory: Path, name: str) -> Any:

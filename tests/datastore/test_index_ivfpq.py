@@ -158,6 +158,61 @@ def test_compact_merges_segments_into_one(data, tmp_path: Path) -> None:
     assert "seg-00005.ivfdata" in loaded.save(tmp_path)
 
 
+def _list_ids(directory: Path) -> np.ndarray:
+    """Every id the saved index's segments hold, read off their inverted lists."""
+    from datastore.index.ivfpq import _entries, _lists, _open_ondisk
+
+    out = []
+    for seg in read_meta(directory)["segments"]:
+        header = _open_ondisk(directory, seg["name"])
+        il = _lists(header)
+        out += [_entries(il, j)[0] for j in range(il.nlist)]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def test_compact_with_a_drop_map_leaves_the_dropped_codes_out(data, tmp_path: Path) -> None:
+    base, queries = data
+    index = trained(base)
+    index.vectors = PartVectors([(0, base.astype(np.float16))])
+    for lo in (0, 4000):  # two segments
+        index.add(base[lo : lo + 4000], np.arange(lo, lo + 4000, dtype=np.int64))
+        index.save(tmp_path)
+    drop = np.zeros(len(base), dtype=np.uint8)
+    drop[np.random.default_rng(3).choice(len(base), 1500, replace=False)] = 1
+    drop[:50] = 1
+    before = index.search(queries, 10, exclude=drop)
+    code_size = int(index._template().code_size)
+    files = index.compact(drop=drop)
+    assert [s["name"] for s in read_meta(tmp_path)["segments"]] == ["seg-00002"]
+    held = _list_ids(tmp_path)
+    assert index.ntotal == len(held) == len(base) - int(drop.sum())
+    assert np.array_equal(np.sort(held), np.flatnonzero(drop == 0)), "exactly the live ids, once each"
+    assert (tmp_path / "seg-00002.ivfdata").stat().st_size == index.ntotal * (code_size + 8)
+    loaded = load_index(tmp_path, DIM, DatastoreConfig(ivfpq=CFG), vectors=index.vectors)
+    for idx in (index, loaded):
+        for exclude in (drop, None):  # the dropped codes are gone: excluding them is no longer needed
+            s, i = idx.search(queries, 10, exclude=exclude)
+            np.testing.assert_array_equal(i, before[1])
+            np.testing.assert_array_equal(s, before[0])
+    assert set(files) == {"index.json", "ivfpq.trained.faiss", "seg-00002.faiss", "seg-00002.ivfdata"}
+    # one segment, nothing more to drop: already compact, nothing rewritten
+    mtime = (tmp_path / "seg-00002.ivfdata").stat().st_mtime_ns
+    loaded.compact(drop=drop)
+    assert read_meta(tmp_path)["segments"][0]["name"] == "seg-00002"
+    assert (tmp_path / "seg-00002.ivfdata").stat().st_mtime_ns == mtime
+    # one segment with codes to drop is rewritten; adds after a compact get the next segment
+    drop[np.flatnonzero(drop == 0)[:100]] = 1
+    loaded.compact(drop=drop)
+    assert [s["name"] for s in read_meta(tmp_path)["segments"]] == ["seg-00003"]
+    assert loaded.ntotal == len(_list_ids(tmp_path)) == len(base) - int(drop.sum())
+    loaded.add(base[:10], np.arange(8000, 8010, dtype=np.int64))
+    assert "seg-00004.ivfdata" in loaded.save(tmp_path) and loaded.ntotal == len(base) - int(drop.sum()) + 10
+    # everything dropped: an empty index that still loads and searches
+    loaded.compact(drop=np.ones(8010, dtype=np.uint8))
+    empty = load_index(tmp_path, DIM, DatastoreConfig(ivfpq=CFG), vectors=index.vectors)
+    assert empty.ntotal == 0 and (empty.search(queries, 10)[1] == -1).all()
+
+
 def test_auto_nprobe_grows_with_sqrt_nlist_and_explicit_settings_are_honoured(data) -> None:
     from datastore.index.ivfpq import plan_nprobe
 
