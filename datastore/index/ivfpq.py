@@ -523,14 +523,20 @@ def _lists(header: Any) -> Any:
     return faiss.extract_index_ivf(header).invlists
 
 
+def _list_ids(il: Any, list_no: int, n: int) -> np.ndarray:
+    """A copy of the ``n`` ids of list ``list_no`` in ``il``."""
+    ptr = il.get_ids(list_no)
+    ids = np.array(faiss.rev_swig_ptr(ptr, n), dtype=np.int64)
+    il.release_ids(list_no, ptr)
+    return ids
+
+
 def _entries(il: Any, list_no: int) -> tuple[np.ndarray, np.ndarray]:
     """Copies of list ``list_no``'s ids and codes (n x code_size) in ``il``."""
     n = int(il.list_size(list_no))
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros((0, int(il.code_size)), dtype=np.uint8)
-    ids_ptr = il.get_ids(list_no)
-    ids = np.array(faiss.rev_swig_ptr(ids_ptr, n), dtype=np.int64)
-    il.release_ids(list_no, ids_ptr)
+    ids = _list_ids(il, list_no, n)
     codes_ptr = il.get_codes(list_no)
     codes = np.array(faiss.rev_swig_ptr(codes_ptr, n * int(il.code_size)), dtype=np.uint8).reshape(n, -1)
     il.release_codes(list_no, codes_ptr)
@@ -553,10 +559,7 @@ def _live_sizes(lists: list[Any], drop: np.ndarray) -> np.ndarray:
         for il in lists:
             n = int(il.list_size(list_no))
             if n:
-                ptr = il.get_ids(list_no)
-                ids = np.array(faiss.rev_swig_ptr(ptr, n), dtype=np.int64)
-                il.release_ids(list_no, ptr)
-                sizes[list_no] += int(_kept(ids, drop).sum())
+                sizes[list_no] += int(_kept(_list_ids(il, list_no, n), drop).sum())
     return sizes
 
 
