@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from datastore.datastore import Datastore
 from datastore.errors import EncoderMismatch
-from retriever.protocols import Hit, QueryEncoder, Routing
+from retriever.protocols import Hit, QueryEncoder, Routing, Scored, fetch_hits, scored
 
 
 class DenseRetriever:
@@ -36,13 +36,19 @@ class DenseRetriever:
         self, queries: Sequence[str], k: int = 10
     ) -> tuple[list[list[Hit]], list[Routing] | None]:
         """Hits per query plus the encoder's routing decision per query (None for a plain encoder)."""
+        ranked, routing = self.search_ids_routed(queries, k)
+        return [fetch_hits(self.datastore, r) for r in ranked], routing
+
+    def search_ids_routed(
+        self, queries: Sequence[str], k: int = 10
+    ) -> tuple[list[list[Scored]], list[Routing] | None]:
+        """`search_batch_routed` without reading the passages: ids and scores per query."""
         encoded = self.encoder.encode_queries(list(queries))
         scores, ids = self.datastore.search(encoded.vectors, k)
-        out: list[list[Hit]] = []
-        for row in range(len(queries)):
-            valid = [(int(i), float(s)) for i, s in zip(ids[row], scores[row], strict=True) if i >= 0]
-            passages = {p.passage_id: p for p in self.datastore.get([i for i, _ in valid])}
-            out.append([Hit(passages[i], s, {self.stage: s}) for i, s in valid if i in passages])
+        out = [
+            scored([(int(i), float(s)) for i, s in zip(ids[row], scores[row], strict=True) if i >= 0], self.stage)
+            for row in range(len(queries))
+        ]
         return out, encoded.routing
 
 

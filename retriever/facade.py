@@ -10,15 +10,40 @@ are re-scored; hits below that window follow them in first-stage order with firs
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from retriever.config import RetrievalConfig
 from retriever.dense import DenseRetriever
 from retriever.fusion import Fusion
-from retriever.protocols import Hit, Routing
+from retriever.protocols import Hit, Routing, Scored, fetch_hits
 from retriever.reranker import Reranker
 from retriever.sparse.protocol import SparseRetriever
+
+
+class _Reader:
+    """Reads the passages of a ranking in order, a block of ids at a time, skipping ids with no
+    live passage (deleted since the index was searched)."""
+
+    def __init__(self, datastore: Any, ranked: Sequence[Scored]) -> None:
+        self.datastore = datastore
+        self.ranked = ranked
+        self.next = 0
+
+    @property
+    def done(self) -> bool:
+        return self.next >= len(self.ranked)
+
+    def take(self, m: int) -> list[Hit]:
+        """The next ``m`` hits (fewer when the ranking runs out)."""
+        out: list[Hit] = []
+        while len(out) < m and not self.done:
+            block = self.ranked[self.next : self.next + m - len(out)]
+            self.next += len(block)
+            out += fetch_hits(self.datastore, block)
+        return out
 
 
 @dataclass
@@ -73,30 +98,50 @@ class Retriever:
         routing: Routing | None = None
         # A first stage must return enough passages for k papers after the per-paper cap.
         n = max(cfg.candidates, k)
-        dense_hits: list[Hit] = []
-        sparse_hits: list[Hit] = []
+        dense: list[Scored] = []
+        sparse: list[Scored] = []
         if self.dense is not None:
             t = time.perf_counter()
-            batch, routed = self.dense.search_batch_routed([query], n)
-            dense_hits = batch[0]
+            batch, routed = self.dense.search_ids_routed([query], n)
+            dense = batch[0]
             routing = routed[0] if routed else None
             timings["dense_ms"] = (time.perf_counter() - t) * 1000
         if self.sparse is not None:
             t = time.perf_counter()
-            sparse_hits = self.sparse.search(query, n)
+            sparse = self.sparse.search_ids_batch([query], n)[0]
             timings["sparse_ms"] = (time.perf_counter() - t) * 1000
         if self.dense is not None and self.sparse is not None:
             t = time.perf_counter()
-            hits = self.fusion.fuse(dense_hits, sparse_hits)
+            ranked = self.fusion.fuse_scored(dense, sparse)
             timings["fusion_ms"] = (time.perf_counter() - t) * 1000
         else:
-            hits = dense_hits or sparse_hits
-        if self.reranker is not None and hits:
+            ranked = dense or sparse
+        # Passages are read only now, for the hits returned (and the reranker's window): in fused
+        # order, a block at a time, until k hits pass the per-paper cap.
+        datastore = (self.dense or self.sparse).datastore  # type: ignore[union-attr]
+        reader = _Reader(datastore, ranked)
+        t = time.perf_counter()
+        window: list[Hit] = []
+        if self.reranker is not None:
+            window = reader.take(cfg.reranker.candidates)
+        timings["fetch_ms"] = (time.perf_counter() - t) * 1000
+        if window:
             t = time.perf_counter()
-            window = cfg.reranker.candidates
-            hits = self.reranker.rerank(query, hits[:window]) + hits[window:]
+            window = self.reranker.rerank(query, window)  # type: ignore[union-attr]
             timings["rerank_ms"] = (time.perf_counter() - t) * 1000
-        hits = cap_per_paper(hits, cfg.max_per_paper)[:k]
+        t = time.perf_counter()
+        hits: list[Hit] = []
+        per_paper: Counter[str] = Counter()
+        block = window
+        while True:
+            for hit in block:  # the per-paper cap (`cap_per_paper`), kept as the blocks come
+                if len(hits) < k and per_paper[hit.passage.paper_id] < cfg.max_per_paper:
+                    per_paper[hit.passage.paper_id] += 1
+                    hits.append(hit)
+            if len(hits) >= k or reader.done:
+                break
+            block = reader.take(k - len(hits) + k // 2 + 1)
+        timings["fetch_ms"] += (time.perf_counter() - t) * 1000
         timings["total_ms"] = (time.perf_counter() - t_start) * 1000
         return Retrieval(hits, routing, timings)
 

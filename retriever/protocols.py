@@ -28,6 +28,29 @@ class Hit:
         }
 
 
+@dataclass(slots=True)
+class Scored:
+    """A first-stage or fused result before its passage is read: the passage id, its score, and its
+    score at every stage so far. The pipeline ranks, fuses and cuts these, and reads from the
+    passage store only the passages it returns (at 10M passages each read is a random SQLite page)."""
+
+    passage_id: int
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def scored(pairs: Sequence[tuple[int, float]], stage: str) -> list[Scored]:
+    """``(id, score)`` pairs of one stage, best first, as `Scored`."""
+    return [Scored(int(i), float(s), {stage: float(s)}) for i, s in pairs]
+
+
+def fetch_hits(datastore: Any, ranked: Sequence[Scored]) -> list[Hit]:
+    """The hits of ``ranked`` in that order, with their passages read from ``datastore`` in one call;
+    ids with no live passage (deleted since the index was searched) are left out."""
+    passages = {p.passage_id: p for p in datastore.get([r.passage_id for r in ranked])}
+    return [Hit(passages[r.passage_id], r.score, r.scores) for r in ranked if r.passage_id in passages]
+
+
 @dataclass(frozen=True, slots=True)
 class Routing:
     """What a routing query encoder decided for one query: the expert that encoded it and why.

@@ -24,7 +24,7 @@ import numpy as np
 
 from datastore.datastore import Datastore
 from retriever.config import SparseConfig
-from retriever.protocols import Hit
+from retriever.protocols import Hit, Scored, fetch_hits, scored
 from retriever.sparse import segments as seg
 from retriever.sparse import source
 from retriever.sparse.protocol import (
@@ -138,7 +138,10 @@ class BM25sRetriever:
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        out: list[list[Hit]] = [[] for _ in queries]
+        return [fetch_hits(self.datastore, r) for r in self.search_ids_batch(queries, k)]
+
+    def search_ids_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Scored]]:
+        out: list[list[Scored]] = [[] for _ in queries]
         if k <= 0 or not queries:
             return out
         segments = self._load()
@@ -148,8 +151,7 @@ class BM25sRetriever:
                 segments, counter, k, n_live=self._n_live, avgdl=self._avgdl,
                 k1=float(self.params["k1"]), b=float(self.params["b"]),
             )  # fmt: skip
-            passages = {p.passage_id: p for p in self.datastore.get([pid for pid, _ in pairs])}
-            out[row] = [Hit(passages[pid], s, {self.stage: s}) for pid, s in pairs if pid in passages]
+            out[row] = scored(pairs, self.stage)
         return out
 
     def scores(self, query: str) -> dict[int, float]:

@@ -41,7 +41,7 @@ import numpy as np
 from datastore.datastore import Datastore
 from retriever.config import SparseConfig
 from retriever.errors import LuceneOutOfHeap, RetrieverError
-from retriever.protocols import Hit
+from retriever.protocols import Hit, Scored, fetch_hits, scored
 from retriever.sparse import source
 from retriever.sparse.protocol import (
     Change,
@@ -277,11 +277,10 @@ class LuceneRetriever:
         return self.search_batch([query], k)[0]
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
-        out: list[list[Hit]] = []
-        for pairs in search_index(self._load(), queries, k, self.config.lucene_threads):
-            passages = {p.passage_id: p for p in self.datastore.get([pid for pid, _ in pairs])}
-            out.append([Hit(passages[pid], s, {self.stage: s}) for pid, s in pairs if pid in passages])
-        return out
+        return [fetch_hits(self.datastore, r) for r in self.search_ids_batch(queries, k)]
+
+    def search_ids_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Scored]]:
+        return [scored(pairs, self.stage) for pairs in search_index(self._load(), queries, k, self.config.lucene_threads)]
 
 
 def open_searcher(index: Path, k1: float, b: float) -> Any:

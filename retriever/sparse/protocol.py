@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from datastore.datastore import Datastore
 from datastore.models import Passage
-from retriever.protocols import Hit
+from retriever.protocols import Hit, Scored
 from retriever.sparse import source
 
 STAMP = "stamp.json"
@@ -41,6 +41,10 @@ class SparseRetriever(Protocol):
     def search(self, query: str, k: int = 10) -> list[Hit]: ...
 
     def search_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]: ...
+
+    def search_ids_batch(self, queries: Sequence[str], k: int = 10) -> list[list[Scored]]:
+        """`search_batch` without reading the passages (the pipeline reads only those it returns)."""
+        ...
 
 
 @dataclass(frozen=True)

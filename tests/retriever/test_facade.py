@@ -47,7 +47,7 @@ def test_hybrid_records_every_stage(hybrid: Retriever, scifact_subset: dict) -> 
     result = hybrid.retrieve(claim, 10)
     assert isinstance(result, Retrieval) and len(result.hits) == 10
     assert result.routing is None
-    assert set(result.timings) == {"dense_ms", "sparse_ms", "fusion_ms", "total_ms"}
+    assert set(result.timings) == {"dense_ms", "sparse_ms", "fusion_ms", "fetch_ms", "total_ms"}
     assert result.timings["total_ms"] >= result.timings["dense_ms"] > 0
     for hit in result.hits:
         assert hit.scores["fusion"] == hit.score
@@ -56,6 +56,33 @@ def test_hybrid_records_every_stage(hybrid: Retriever, scifact_subset: dict) -> 
     scores = [h.score for h in result.hits]
     assert scores == sorted(scores, reverse=True)
     assert len({h.passage.paper_id for h in result.hits}) == 10  # max_per_paper = 1
+
+
+@pytest.mark.parametrize("max_per_paper", [1, 2])
+def test_passages_read_late_give_the_hits_of_reading_every_candidate(
+    hybrid: Retriever, scifact_subset: dict, max_per_paper: int
+) -> None:
+    """The pipeline reads passages only for the hits it returns; the result is the one of reading
+    all 2 x candidates passages first, fusing the hits and capping them (the earlier pipeline)."""
+    cfg = hybrid.config.model_copy(update={"max_per_paper": max_per_paper})
+    late = Retriever(cfg, dense=hybrid.dense, sparse=hybrid.sparse)
+    reads: list[int] = []
+    datastore = hybrid.dense.datastore
+    get = datastore.get
+    for claim in list(scifact_subset["claims"].values())[:8]:
+        datastore.get = lambda ids: reads.append(len(ids)) or get(ids)  # counts what is read, reads it
+        try:
+            result = late.retrieve(claim, 10)
+        finally:
+            del datastore.get
+        dense = hybrid.dense.search(claim, cfg.candidates)
+        sparse = hybrid.sparse.search(claim, cfg.candidates)
+        eager = cap_per_paper(late.fusion.fuse(dense, sparse), max_per_paper)[:10]
+        assert [(h.passage.passage_id, h.score, h.scores) for h in result.hits] == [
+            (h.passage.passage_id, h.score, h.scores) for h in eager
+        ]
+        assert result.hits[0].passage == eager[0].passage
+    assert sum(reads) < 8 * 2 * cfg.candidates / 2  # far fewer passages read than the candidates
 
 
 @pytest.fixture(scope="module")
