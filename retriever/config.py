@@ -99,6 +99,15 @@ class SparseConfig(StrictModel):
     lucene_threads: int = Field(
         1, ge=1, description="Threads Lucene uses to index (a build or an add) and to search a batch."
     )
+    lucene_warmup_queries: int = Field(
+        200,
+        ge=0,
+        description="Queries a serving process runs through Lucene when it opens an index of at least "
+        "100,000 passages, before its first real query (12-word windows of random passages). The JVM "
+        "compiles Lucene's scoring loops only after they have run many times: measured at 1M passages, "
+        "the first 25 queries took 53 ms (p50), queries 25-150 ~20-26 ms, from ~250 on ~9 ms "
+        "(docs/dev-notes/sparse-latency.md). 0: no warm-up (a one-shot command).",
+    )
     lucene_heap_mb: int | None = Field(
         256,
         ge=32,

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,6 +70,7 @@ DEFAULT_K1 = 0.9
 DEFAULT_B = 0.4
 SERVE_HEAP = "lucene_heap_mb"
 INDEX_HEAP = "lucene_index_heap_mb"
+WARMUP_MIN_DOCS = 100_000  # the index size from which `LuceneRetriever.warm_up` runs
 MAX_RAM_BUFFER_MB = 2048  # Anserini's own indexing buffer; ours is 1/8 of the heap, at most this
 _jvm_lock = threading.RLock()
 _classes: dict[str, Any] = {}
@@ -200,6 +202,28 @@ class LuceneRetriever:
             self.sync(datastore, self.config)
         self._searcher: Any = None
         self._lock = threading.Lock()
+        self.warmed_up = self.warm_up(self.config.lucene_warmup_queries)
+
+    def warm_up(self, queries: int, *, min_docs: int = WARMUP_MIN_DOCS, seed: int = 0) -> int:
+        """Run ``queries`` searches (12-word windows of random live passages) so that the JVM has
+        compiled Lucene's scoring code before the first real query; only for an index of at least
+        ``min_docs`` passages (below it a query costs a few ms even before compilation). Returns
+        how many ran."""
+        n = self.datastore.next_id
+        if queries <= 0 or len(self.datastore) < min_docs:
+            return 0
+        rng = np.random.default_rng(seed)
+        texts = []
+        for passage in self.datastore.get(rng.choice(n, size=min(n, 2 * queries), replace=False).tolist())[:queries]:
+            words = passage.text.split()
+            start = int(rng.integers(0, max(1, len(words) - 12)))
+            texts.append(" ".join(words[start : start + 12]))
+        t = time.perf_counter()
+        searcher = self._load()
+        for text in texts:
+            search_index(searcher, [text], 100)
+        log.info("warmed Lucene up with %d queries in %.1f s", len(texts), time.perf_counter() - t)
+        return len(texts)
 
     # -- index ----------------------------------------------------------------------------------
     @classmethod

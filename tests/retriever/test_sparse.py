@@ -112,3 +112,23 @@ def test_unknown_backend_lists_the_known_ones() -> None:
     with pytest.raises(UnknownBackend) as exc:
         sparse_backend("elastic")
     assert "bm25s" in exc.value.hint and "lucene" in exc.value.hint
+
+
+@pytest.mark.lucene
+@pytest.mark.usefixtures("lucene_extra")
+def test_lucene_warm_up_runs_real_queries_only_on_a_large_index(sparse_datastore: Path, scifact_subset: dict) -> None:
+    """A serving process warms Lucene's JIT with queries of its own passages when the index is large
+    (the small test datastore is below the threshold, so opening it runs none); the queries change
+    nothing that a search returns."""
+    from retriever.sparse.lucene_backend import WARMUP_MIN_DOCS, LuceneRetriever
+
+    ds = Datastore.open(sparse_datastore)
+    assert len(ds) < WARMUP_MIN_DOCS
+    retriever = open_sparse(ds, SparseConfig(backend="lucene", lucene_warmup_queries=50))
+    assert isinstance(retriever, LuceneRetriever) and retriever.warmed_up == 0
+    claims = list(scifact_subset["claims"].values())[:5]
+    before = [[(h.passage.passage_id, h.score) for h in hits] for hits in retriever.search_batch(claims, 10)]
+    assert retriever.warm_up(30, min_docs=len(ds)) == 30
+    assert retriever.warm_up(0, min_docs=0) == 0
+    after = [[(h.passage.passage_id, h.score) for h in hits] for hits in retriever.search_batch(claims, 10)]
+    assert after == before and all(before)
