@@ -244,8 +244,16 @@ def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both", sweep: 
     ds = Datastore.open(root, config=settings.datastore)
     open_s = time.perf_counter() - t
     after_open = smaps()
+    t = time.perf_counter()
     sparse = open_sparse(ds, settings.retrieval.sparse, build=False) if mode != "dense" else None
+    sparse_open_s = time.perf_counter() - t
     after_sparse = smaps()
+    # Lucene's warm-up queries at open (sparse.lucene_warmup_queries): their first and last 25
+    # show what the JIT does to a query's time in this same process.
+    warm = getattr(sparse, "warmup_ms", None) or []
+    warmup = {"queries": len(warm), "open_s": round(sparse_open_s, 2),
+              **({"first_25_p50_ms": round(float(np.median(warm[:25])), 2),
+                  "last_25_p50_ms": round(float(np.median(warm[-25:])), 2)} if len(warm) >= 50 else {})}
     rng = np.random.default_rng(seed)
     n = ds.next_id
     picks = [int(i) for i in rng.choice(n, size=min(n, n_queries * 2), replace=False) if not ds.is_deleted(np.asarray([i]))[0]][:n_queries]
@@ -320,6 +328,7 @@ def serve(root: Path, n_queries: int, seed: int = 1, mode: str = "both", sweep: 
         "hybrid": _percentiles(hybrid_ms) if hybrid_ms else None,
         "sparse_stage": _percentiles(sparse_ms) if sparse_ms else None, "exact": _percentiles(exact_ms) if exact_ms else None,
         "recall_at_10": round(recall, 4) if recall is not None else None, "load": load(),
+        **({"sparse_warmup": warmup} if sparse is not None else {}),
         **({"sweep": rows} if rows else {}),
     }
 
@@ -347,7 +356,11 @@ def main() -> None:
     ap.add_argument("--serve-mode", default="both", choices=["dense", "hybrid", "both"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        print(json.dumps(serve(args.serve, args.queries, mode=args.serve_mode, sweep=args.sweep)))
+        served = serve(args.serve, args.queries, mode=args.serve_mode, sweep=args.sweep)
+        # everything the serve step measured (the run's table keeps a selection)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"scale_sim_{args.serve.name}_serve_{args.serve_mode}.json").write_text(json.dumps(served, indent=2))
+        print(json.dumps(served))
         return
     # bench/ is on sys.path when run as a script
     from synthetic_release import PLAN, plan_release, write_release
