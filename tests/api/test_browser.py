@@ -76,7 +76,7 @@ def _keep(path: Path) -> None:
 
 def test_ask_queue_steps_answer_citation_bibtex(browser, service: dict, alice, tmp_path: Path) -> None:
     # Keep the one worker busy so the page's question waits in the queue first.
-    ahead = alice.post("/v1/batches", json={"questions": [f"Is coffee {i} bad for sleep?" for i in range(8)],
+    ahead = alice.post("/v1/batches", json={"questions": [f"Is coffee {i} bad for sleep?" for i in range(16)],
                                             "options": {"feedback": False}}).json()
     context = browser.new_context()
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=service["url"])
