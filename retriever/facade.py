@@ -10,9 +10,9 @@ are re-scored; hits below that window follow them in first-stage order with firs
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any
 
 from retriever.config import RetrievalConfig
@@ -23,27 +23,11 @@ from retriever.reranker import Reranker
 from retriever.sparse.protocol import SparseRetriever
 
 
-class _Reader:
-    """Reads the passages of a ranking in order, a block of ids at a time, skipping ids with no
-    live passage (deleted since the index was searched)."""
-
-    def __init__(self, datastore: Any, ranked: Sequence[Scored]) -> None:
-        self.datastore = datastore
-        self.ranked = ranked
-        self.next = 0
-
-    @property
-    def done(self) -> bool:
-        return self.next >= len(self.ranked)
-
-    def take(self, m: int) -> list[Hit]:
-        """The next ``m`` hits (fewer when the ranking runs out)."""
-        out: list[Hit] = []
-        while len(out) < m and not self.done:
-            block = self.ranked[self.next : self.next + m - len(out)]
-            self.next += len(block)
-            out += fetch_hits(self.datastore, block)
-        return out
+def _read(datastore: Any, ranked: Sequence[Scored], block: int) -> Iterator[Hit]:
+    """The hits of ``ranked`` in order, their passages read ``block`` ids at a time, skipping ids with
+    no live passage (deleted since the index was searched)."""
+    for start in range(0, len(ranked), block):
+        yield from fetch_hits(datastore, ranked[start : start + block])
 
 
 @dataclass
@@ -55,15 +39,20 @@ class Retrieval:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def cap_per_paper(hits: Sequence[Hit], max_per_paper: int) -> list[Hit]:
-    """Keep at most ``max_per_paper`` hits of each paper, in order (the reference let max+1 through)."""
+def cap_per_paper(hits: Iterable[Hit], max_per_paper: int, k: int | None = None) -> list[Hit]:
+    """Keep at most ``max_per_paper`` hits of each paper, in order (the reference let max+1 through);
+    with ``k``, stop at the first ``k`` kept (``hits`` is read no further)."""
     counts: dict[str, int] = {}
     out: list[Hit] = []
+    if k is not None and k <= 0:
+        return out
     for hit in hits:
         n = counts.get(hit.passage.paper_id, 0)
         if n < max_per_paper:
             counts[hit.passage.paper_id] = n + 1
             out.append(hit)
+            if len(out) == k:
+                break
     return out
 
 
@@ -119,28 +108,17 @@ class Retriever:
         # Passages are read only now, for the hits returned (and the reranker's window): in fused
         # order, a block at a time, until k hits pass the per-paper cap.
         datastore = (self.dense or self.sparse).datastore  # type: ignore[union-attr]
-        reader = _Reader(datastore, ranked)
+        window_size = cfg.reranker.candidates if self.reranker is not None else 0
+        hits_in_order = _read(datastore, ranked, max(window_size, k + k // 2 + 1))
         t = time.perf_counter()
-        window: list[Hit] = []
-        if self.reranker is not None:
-            window = reader.take(cfg.reranker.candidates)
+        window = list(islice(hits_in_order, window_size))
         timings["fetch_ms"] = (time.perf_counter() - t) * 1000
         if window:
             t = time.perf_counter()
             window = self.reranker.rerank(query, window)  # type: ignore[union-attr]
             timings["rerank_ms"] = (time.perf_counter() - t) * 1000
         t = time.perf_counter()
-        hits: list[Hit] = []
-        per_paper: Counter[str] = Counter()
-        block = window
-        while True:
-            for hit in block:  # the per-paper cap (`cap_per_paper`), kept as the blocks come
-                if len(hits) < k and per_paper[hit.passage.paper_id] < cfg.max_per_paper:
-                    per_paper[hit.passage.paper_id] += 1
-                    hits.append(hit)
-            if len(hits) >= k or reader.done:
-                break
-            block = reader.take(k - len(hits) + k // 2 + 1)
+        hits = cap_per_paper(chain(window, hits_in_order), cfg.max_per_paper, k)
         timings["fetch_ms"] += (time.perf_counter() - t) * 1000
         timings["total_ms"] = (time.perf_counter() - t_start) * 1000
         return Retrieval(hits, routing, timings)
